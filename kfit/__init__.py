@@ -1,0 +1,26 @@
+"""kfit: Keras's compile / fit / evaluate / predict for any PyTorch module.
+
+Example:
+    >>> import kfit
+    >>> model = kfit.Model(my_torch_module)
+    >>> model.compile(optimizer="rmsprop", loss="categorical_crossentropy",
+    ...               metrics=["accuracy"])
+    >>> history = model.fit(x, y, epochs=20, validation_split=0.2)
+"""
+
+from kfit import callbacks, losses, metrics, optimizers
+from kfit.history import History
+from kfit.model import Model, Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "History",
+    "Model",
+    "Sequential",
+    "__version__",
+    "callbacks",
+    "losses",
+    "metrics",
+    "optimizers",
+]

@@ -1,0 +1,84 @@
+"""The `Callback` base class: every Keras hook, `self.model` and `self.params`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Callback:
+    """Base class for objects that act at points of `fit`, `evaluate` and `predict`.
+
+    Override any hook. `self.model` is the model being trained; `self.params` holds
+    `{'verbose', 'epochs', 'steps'}`. The same `logs` dict goes to every callback in turn, so a
+    key one adds in `on_epoch_end` reaches History and the log line. Batch-level hooks cost a
+    host read of the running values only when some callback overrides them and reads `logs`.
+
+    Example:
+        >>> class PrintLoss(kfit.callbacks.Callback):
+        ...     def on_epoch_end(self, epoch, logs=None):
+        ...         print(epoch, logs["loss"])
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self._model: Any = None
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def set_model(self, model: Any) -> None:
+        self._model = model
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Called once at the start of `fit`."""
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Called once at the end of `fit`, with the last epoch's logs."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called at the start of each epoch (0-based `epoch`)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called at the end of each epoch with its train and `val_` values."""
+
+    def on_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called by the default `on_train_batch_begin`."""
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called by the default `on_train_batch_end`."""
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called before each training step."""
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called after each training step with the running epoch values."""
+        self.on_batch_end(batch, logs=logs)
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Called at the start of `evaluate` (also for validation inside `fit`)."""
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Called at the end of `evaluate` with its values (no `val_` prefix)."""
+
+    def on_test_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called before each evaluation step."""
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called after each evaluation step with the running values."""
+
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Called at the start of `predict`."""
+
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Called at the end of `predict`."""
+
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called before each prediction step."""
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Called after each prediction step with `{'outputs': ...}` (device tensors)."""

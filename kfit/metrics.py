@@ -1,0 +1,774 @@
+"""Metrics with Keras 3's names and formulas, as torchmetrics accumulators.
+
+Every metric here is a `torchmetrics.Metric`: its state lives on the model's device, it syncs
+across processes, and `update` never reads a value back to the host. A metric's epoch value is
+the exact (sample-weighted) mean over every sample seen, whatever the batch size.
+
+Argument order: `update(preds, target, sample_weight=None)` follows torchmetrics; the Keras
+spellings `update_state(y_true, y_pred, sample_weight=None)` and `result()` are aliases.
+
+The per-sample functions are the loss functions themselves:
+`kfit.metrics.mean_squared_error is kfit.losses.mean_squared_error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torchmetrics
+from torchmetrics import classification as tmc
+
+from kfit.losses import (
+    _l2_normalize,
+    _snake_case,
+    binary_crossentropy,
+    categorical_crossentropy,
+    categorical_hinge,
+    cosine_distance,
+    hinge,
+    kl_divergence,
+    log_cosh,
+    match_shapes,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    mean_squared_logarithmic_error,
+    poisson,
+    sparse_categorical_crossentropy,
+    sparse_labels,
+    squared_hinge,
+    unknown_id_error,
+)
+
+__all__ = [
+    "AUC",
+    "Accuracy",
+    "BinaryAccuracy",
+    "BinaryCrossentropy",
+    "CategoricalAccuracy",
+    "CategoricalCrossentropy",
+    "CategoricalHinge",
+    "ConcordanceCorrelation",
+    "CosineDistance",
+    "CosineSimilarity",
+    "F1Score",
+    "FBetaScore",
+    "FalseNegatives",
+    "FalsePositives",
+    "Hinge",
+    "KLDivergence",
+    "LogCoshError",
+    "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
+    "MeanMetricWrapper",
+    "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
+    "Metric",
+    "PearsonCorrelation",
+    "Poisson",
+    "Precision",
+    "R2Score",
+    "Recall",
+    "RootMeanSquaredError",
+    "SparseCategoricalAccuracy",
+    "SparseCategoricalCrossentropy",
+    "SparseTopKCategoricalAccuracy",
+    "SquaredHinge",
+    "TopKCategoricalAccuracy",
+    "TrueNegatives",
+    "TruePositives",
+    "binary_accuracy",
+    "binary_crossentropy",
+    "categorical_accuracy",
+    "categorical_crossentropy",
+    "categorical_hinge",
+    "concordance_correlation",
+    "cosine_distance",
+    "get",
+    "hinge",
+    "kl_divergence",
+    "log_cosh",
+    "mean_absolute_error",
+    "mean_absolute_percentage_error",
+    "mean_squared_error",
+    "mean_squared_logarithmic_error",
+    "pearson_correlation",
+    "poisson",
+    "sparse_categorical_accuracy",
+    "sparse_categorical_crossentropy",
+    "sparse_top_k_categorical_accuracy",
+    "squared_hinge",
+    "top_k_categorical_accuracy",
+]
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def binary_accuracy(
+    y_true: torch.Tensor, y_pred: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
+    """Fraction of entries where `y_pred > threshold` equals the 0/1 target (last axis)."""
+    y_true, y_pred = match_shapes(y_true, y_pred, "binary_accuracy")
+    return ((y_pred > threshold).to(y_pred.dtype) == y_true).to(y_pred.dtype).mean(-1)
+
+
+def categorical_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """1 where the arg-max of the one-hot target equals the arg-max of the prediction."""
+    y_true, y_pred = match_shapes(y_true, y_pred, "categorical_accuracy")
+    return (y_true.argmax(-1) == y_pred.argmax(-1)).to(y_pred.dtype)
+
+
+def sparse_categorical_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """1 where the integer target equals the arg-max of the prediction."""
+    labels = sparse_labels(y_true, y_pred, "sparse_categorical_accuracy")
+    return (labels == y_pred.argmax(-1)).to(y_pred.dtype)
+
+
+def _in_top_k(labels: torch.Tensor, y_pred: torch.Tensor, k: int, fn_name: str) -> torch.Tensor:
+    num_classes = y_pred.shape[-1]
+    if k > num_classes:
+        raise ValueError(
+            f"`{fn_name}` needs k <= the number of classes; got k={k} for {num_classes} classes."
+        )
+    top = y_pred.topk(k, dim=-1).indices
+    return (top == labels.unsqueeze(-1)).any(-1).to(y_pred.dtype)
+
+
+def top_k_categorical_accuracy(
+    y_true: torch.Tensor, y_pred: torch.Tensor, k: int = 5
+) -> torch.Tensor:
+    """1 where the one-hot target's class is among the `k` highest predictions."""
+    y_true, y_pred = match_shapes(y_true, y_pred, "top_k_categorical_accuracy")
+    return _in_top_k(y_true.argmax(-1), y_pred, k, "top_k_categorical_accuracy")
+
+
+def sparse_top_k_categorical_accuracy(
+    y_true: torch.Tensor, y_pred: torch.Tensor, k: int = 5, from_sorted_ids: bool = False
+) -> torch.Tensor:
+    """1 where the integer target is among the `k` highest predictions.
+
+    With `from_sorted_ids=True`, `y_pred` already holds class ids sorted by score.
+    """
+    if from_sorted_ids:
+        labels = sparse_labels(y_true, y_pred, "sparse_top_k_categorical_accuracy")
+        return (y_pred[..., :k] == labels.unsqueeze(-1)).any(-1).float()
+    labels = sparse_labels(y_true, y_pred, "sparse_top_k_categorical_accuracy")
+    return _in_top_k(labels, y_pred, k, "sparse_top_k_categorical_accuracy")
+
+
+def _equal_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    y_true, y_pred = match_shapes(y_true, y_pred, "accuracy")
+    return (y_true == y_pred).to(y_pred.dtype).mean(-1)
+
+
+def _positive_cosine(y_true: torch.Tensor, y_pred: torch.Tensor, axis: int = -1):
+    y_true, y_pred = match_shapes(y_true, y_pred, "cosine_similarity")
+    return (_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis)).sum(axis)
+
+
+def pearson_correlation(y_true: torch.Tensor, y_pred: torch.Tensor, axis: int = -1) -> torch.Tensor:
+    """Pearson correlation between target and prediction along `axis`, per sample."""
+    y_true, y_pred = match_shapes(y_true, y_pred, "pearson_correlation")
+    true_c = y_true - y_true.mean(axis, keepdim=True)
+    pred_c = y_pred - y_pred.mean(axis, keepdim=True)
+    return (_l2_normalize(true_c, axis) * _l2_normalize(pred_c, axis)).sum(axis)
+
+
+def concordance_correlation(
+    y_true: torch.Tensor, y_pred: torch.Tensor, axis: int = -1
+) -> torch.Tensor:
+    """Lin's concordance correlation between target and prediction along `axis`, per sample."""
+    y_true, y_pred = match_shapes(y_true, y_pred, "concordance_correlation")
+    true_mean = y_true.mean(axis, keepdim=True)
+    pred_mean = y_pred.mean(axis, keepdim=True)
+    covariance = ((y_true - true_mean) * (y_pred - pred_mean)).mean(axis)
+    spread = y_true.var(axis, unbiased=False) + y_pred.var(axis, unbiased=False)
+    gap = torch.square(true_mean - pred_mean).squeeze(axis)
+    return 2.0 * covariance / (spread + gap + 1e-7)
+
+
+# --------------------------------------------------------------------------- base classes
+
+
+class Metric(torchmetrics.Metric):
+    """Base of kfit's metrics: a torchmetrics metric with a Keras name and Keras aliases.
+
+    Subclasses declare state with `add_state` and implement `update(preds, target,
+    sample_weight=None)` and `compute()`, as in torchmetrics.
+
+    Args:
+        name: the name shown in logs and History.
+    """
+
+    full_state_update = False
+
+    def __init__(self, name: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.name = name or _snake_case(type(self).__name__)
+        #: 'up' when higher values are better, else 'down' (Keras's `_direction`).
+        self.direction = "up" if self.higher_is_better else "down"
+
+    def update_state(
+        self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> None:
+        """Keras spelling of `update` (note the argument order: target first)."""
+        self.update(y_pred, y_true, sample_weight)
+
+    def result(self) -> torch.Tensor:
+        """Keras spelling of `compute`."""
+        return self.compute()
+
+    def reset_state(self) -> None:
+        """Keras spelling of `reset`."""
+        self.reset()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class MeanMetricWrapper(Metric):
+    """The weighted mean over samples of a per-sample function `fn(y_true, y_pred)`.
+
+    The epoch value is `sum(w * fn) / sum(w)` over every sample seen (`w = 1` without weights),
+    accumulated on the device.
+
+    Args:
+        fn: a per-sample function such as `kfit.metrics.mean_absolute_error`.
+        name: the name shown in logs; defaults to `fn.__name__`.
+        higher_is_better: the metric's direction, used by monitoring callbacks.
+        **kwargs: options passed to `fn`.
+
+    Example:
+        >>> m = kfit.metrics.MeanMetricWrapper(kfit.metrics.mean_absolute_error)
+        >>> m.update(torch.ones(4, 1), torch.zeros(4, 1))
+        >>> float(m.compute())
+        1.0
+    """
+
+    higher_is_better = False
+
+    def __init__(
+        self,
+        fn: Callable[..., torch.Tensor],
+        name: str | None = None,
+        higher_is_better: bool | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(name=name or _snake_case(getattr(fn, "__name__", "metric")))
+        self.fn = fn
+        self.fn_kwargs = kwargs
+        if higher_is_better is not None:
+            self.direction = "up" if higher_is_better else "down"
+        self.add_state("total", torch.zeros(()), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(
+        self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> None:
+        values = self.fn(target, preds, **self.fn_kwargs)
+        if sample_weight is None:
+            self.total += values.sum().to(self.total.dtype)
+            self.count += values.numel()
+            return
+        weight = sample_weight.to(values.dtype)
+        while weight.dim() < values.dim():
+            weight = weight.unsqueeze(-1)
+        weight = torch.broadcast_to(weight.reshape(weight.shape[: values.dim()]), values.shape)
+        self.total += (values * weight).sum().to(self.total.dtype)
+        self.count += weight.sum().to(self.count.dtype)
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count
+
+
+def _mean_metric_class(
+    fn,
+    class_name: str,
+    default_name: str,
+    higher_is_better: bool,
+    options: dict[str, Any] | None = None,
+):
+    """Makes a Keras metric class averaging `fn`, with keyword `options` and their defaults."""
+    options = options or {}
+
+    def __init__(self, name: str = default_name, **kwargs: Any):
+        unknown = set(kwargs) - set(options)
+        if unknown:
+            raise TypeError(
+                f"{class_name}() got unexpected arguments {sorted(unknown)}; "
+                f"it takes {['name', *options]}."
+            )
+        MeanMetricWrapper.__init__(
+            self, fn, name=name, higher_is_better=higher_is_better, **{**options, **kwargs}
+        )
+
+    shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    doc = (
+        f"The mean of `{fn.__name__}` over the epoch ({'higher' if higher_is_better else 'lower'}"
+        f" is better).\n\n    Args:\n        name: the name shown in logs (default "
+        f"{default_name!r}).\n" + (f"        Options (defaults): {shown}.\n" if shown else "")
+    )
+    return type(
+        class_name,
+        (MeanMetricWrapper,),
+        {
+            "__init__": __init__,
+            "__doc__": doc,
+            "__module__": __name__,
+            "higher_is_better": higher_is_better,
+        },
+    )
+
+
+Accuracy = _mean_metric_class(_equal_accuracy, "Accuracy", "accuracy", True)
+BinaryAccuracy = _mean_metric_class(
+    binary_accuracy, "BinaryAccuracy", "binary_accuracy", True, {"threshold": 0.5}
+)
+CategoricalAccuracy = _mean_metric_class(
+    categorical_accuracy, "CategoricalAccuracy", "categorical_accuracy", True
+)
+SparseCategoricalAccuracy = _mean_metric_class(
+    sparse_categorical_accuracy, "SparseCategoricalAccuracy", "sparse_categorical_accuracy", True
+)
+TopKCategoricalAccuracy = _mean_metric_class(
+    top_k_categorical_accuracy,
+    "TopKCategoricalAccuracy",
+    "top_k_categorical_accuracy",
+    True,
+    {"k": 5},
+)
+SparseTopKCategoricalAccuracy = _mean_metric_class(
+    sparse_top_k_categorical_accuracy,
+    "SparseTopKCategoricalAccuracy",
+    "sparse_top_k_categorical_accuracy",
+    True,
+    {"k": 5, "from_sorted_ids": False},
+)
+MeanSquaredError = _mean_metric_class(
+    mean_squared_error, "MeanSquaredError", "mean_squared_error", False
+)
+MeanAbsoluteError = _mean_metric_class(
+    mean_absolute_error, "MeanAbsoluteError", "mean_absolute_error", False
+)
+MeanAbsolutePercentageError = _mean_metric_class(
+    mean_absolute_percentage_error,
+    "MeanAbsolutePercentageError",
+    "mean_absolute_percentage_error",
+    False,
+)
+MeanSquaredLogarithmicError = _mean_metric_class(
+    mean_squared_logarithmic_error,
+    "MeanSquaredLogarithmicError",
+    "mean_squared_logarithmic_error",
+    False,
+)
+CosineSimilarity = _mean_metric_class(
+    _positive_cosine, "CosineSimilarity", "cosine_similarity", True, {"axis": -1}
+)
+CosineDistance = _mean_metric_class(
+    cosine_distance, "CosineDistance", "cosine_distance", False, {"axis": -1}
+)
+LogCoshError = _mean_metric_class(log_cosh, "LogCoshError", "logcosh", False)
+BinaryCrossentropy = _mean_metric_class(
+    binary_crossentropy,
+    "BinaryCrossentropy",
+    "binary_crossentropy",
+    False,
+    {"from_logits": False, "label_smoothing": 0.0},
+)
+CategoricalCrossentropy = _mean_metric_class(
+    categorical_crossentropy,
+    "CategoricalCrossentropy",
+    "categorical_crossentropy",
+    False,
+    {"from_logits": False, "label_smoothing": 0.0},
+)
+SparseCategoricalCrossentropy = _mean_metric_class(
+    sparse_categorical_crossentropy,
+    "SparseCategoricalCrossentropy",
+    "sparse_categorical_crossentropy",
+    False,
+    {"from_logits": False, "ignore_class": None},
+)
+KLDivergence = _mean_metric_class(kl_divergence, "KLDivergence", "kl_divergence", False)
+Poisson = _mean_metric_class(poisson, "Poisson", "poisson", False)
+Hinge = _mean_metric_class(hinge, "Hinge", "hinge", False)
+SquaredHinge = _mean_metric_class(squared_hinge, "SquaredHinge", "squared_hinge", False)
+CategoricalHinge = _mean_metric_class(
+    categorical_hinge, "CategoricalHinge", "categorical_hinge", False
+)
+PearsonCorrelation = _mean_metric_class(
+    pearson_correlation, "PearsonCorrelation", "pearson_correlation", True, {"axis": -1}
+)
+ConcordanceCorrelation = _mean_metric_class(
+    concordance_correlation, "ConcordanceCorrelation", "concordance_correlation", True, {"axis": -1}
+)
+
+
+class RootMeanSquaredError(MeanSquaredError):
+    """`sqrt` of the epoch's mean squared error (not a mean of per-batch roots)."""
+
+    def __init__(self, name: str = "root_mean_squared_error"):
+        super().__init__(name=name)
+
+    def compute(self) -> torch.Tensor:
+        return torch.sqrt(self.total / self.count)
+
+
+# --------------------------------------------------------------------------- torchmetrics-backed
+
+
+class _ClassificationMetric(Metric):
+    """A Keras classification metric computed by an inner torchmetrics metric.
+
+    Inputs are flattened to one binary problem (as Keras does without `class_id`), or reduced to
+    the column `class_id`. The inner metric is built on the first update, when the number of
+    classes is known; it runs with `validate_args=False` so that no update reads the host.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        higher_is_better: bool,
+        class_id: int | None = None,
+        from_logits: bool = False,
+    ):
+        super().__init__(name=name)
+        self.direction = "up" if higher_is_better else "down"
+        self.class_id = class_id
+        self.from_logits = from_logits
+        self.inner: torchmetrics.Metric | None = None
+
+    def _build(self, preds: torch.Tensor, target: torch.Tensor) -> torchmetrics.Metric:
+        raise NotImplementedError
+
+    def _prepare(self, preds: torch.Tensor, target: torch.Tensor):
+        if self.from_logits:
+            preds = torch.sigmoid(preds)
+        target, preds = match_shapes(target, preds, self.name)
+        if self.class_id is not None:
+            preds, target = preds[..., self.class_id], target[..., self.class_id]
+        return preds.reshape(-1), target.reshape(-1).long()
+
+    def update(
+        self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> None:
+        if sample_weight is not None:
+            raise TypeError(
+                f"Metric {self.name!r} does not take sample weights; list it in "
+                "`metrics`, not `weighted_metrics`."
+            )
+        preds, target = self._prepare(preds, target)
+        if self.inner is None:
+            self.inner = self._build(preds, target).to(preds.device)
+        self.inner.update(preds, target)
+
+    def compute(self) -> torch.Tensor:
+        if self.inner is None:
+            return torch.tensor(float("nan"), device=self.device)
+        return self.inner.compute()
+
+    def reset(self) -> None:
+        super().reset()
+        if self.inner is not None:
+            self.inner.reset()
+
+
+class AUC(_ClassificationMetric):
+    """Area under the ROC (or precision-recall) curve, from `num_thresholds` thresholds.
+
+    Args:
+        num_thresholds: how many thresholds discretise the curve.
+        curve: `'ROC'` or `'PR'`.
+        from_logits: whether predictions are logits (a sigmoid is applied).
+        name: the name shown in logs.
+    """
+
+    def __init__(
+        self,
+        num_thresholds: int = 200,
+        curve: str = "ROC",
+        from_logits: bool = False,
+        name: str = "auc",
+    ):
+        if curve not in ("ROC", "PR"):
+            raise ValueError(f"`curve` must be 'ROC' or 'PR'; got {curve!r}.")
+        super().__init__(name, True, from_logits=from_logits)
+        self.num_thresholds = num_thresholds
+        self.curve = curve
+
+    def _build(self, preds, target):
+        cls = tmc.BinaryAUROC if self.curve == "ROC" else tmc.BinaryAveragePrecision
+        return cls(thresholds=self.num_thresholds, validate_args=False)
+
+
+class _ThresholdMetric(_ClassificationMetric):
+    stat: str = ""
+
+    def __init__(
+        self, thresholds: float | None = None, class_id: int | None = None, name: str | None = None
+    ):
+        if thresholds is not None and not isinstance(thresholds, float | int):
+            raise TypeError(f"`thresholds` must be one number in [0, 1]; got {thresholds!r}.")
+        super().__init__(
+            name or _snake_case(type(self).__name__),
+            self.stat in ("precision", "recall", "tp", "tn"),
+            class_id=class_id,
+        )
+        self.threshold = 0.5 if thresholds is None else float(thresholds)
+
+    def _build(self, preds, target):
+        if self.stat == "precision":
+            return tmc.BinaryPrecision(threshold=self.threshold, validate_args=False)
+        if self.stat == "recall":
+            return tmc.BinaryRecall(threshold=self.threshold, validate_args=False)
+        return tmc.BinaryStatScores(threshold=self.threshold, validate_args=False)
+
+    def compute(self) -> torch.Tensor:
+        value = super().compute()
+        index = {"tp": 0, "fp": 1, "tn": 2, "fn": 3}.get(self.stat)
+        return value if index is None or self.inner is None else value[index].float()
+
+
+class Precision(_ThresholdMetric):
+    """Precision `tp / (tp + fp)` at `thresholds` (0.5 by default) over all entries."""
+
+    stat = "precision"
+
+
+class Recall(_ThresholdMetric):
+    """Recall `tp / (tp + fn)` at `thresholds` (0.5 by default) over all entries."""
+
+    stat = "recall"
+
+
+class TruePositives(_ThresholdMetric):
+    """Count of true positives at `thresholds` (0.5 by default)."""
+
+    stat = "tp"
+
+
+class FalsePositives(_ThresholdMetric):
+    """Count of false positives at `thresholds` (0.5 by default)."""
+
+    stat = "fp"
+
+
+class TrueNegatives(_ThresholdMetric):
+    """Count of true negatives at `thresholds` (0.5 by default)."""
+
+    stat = "tn"
+
+
+class FalseNegatives(_ThresholdMetric):
+    """Count of false negatives at `thresholds` (0.5 by default)."""
+
+    stat = "fn"
+
+
+class FBetaScore(_ClassificationMetric):
+    """F-beta score of one-hot (or multi-label) targets, per class or averaged.
+
+    Args:
+        average: `None` (one value per class), `'micro'`, `'macro'` or `'weighted'`.
+        beta: weight of recall against precision.
+        threshold: predictions above it count as positive; None takes each row's arg-max.
+        name: the name shown in logs.
+    """
+
+    def __init__(
+        self,
+        average: str | None = None,
+        beta: float = 1.0,
+        threshold: float | None = None,
+        name: str = "fbeta_score",
+    ):
+        if average not in (None, "micro", "macro", "weighted"):
+            raise ValueError(
+                f"`average` must be None, 'micro', 'macro' or 'weighted'; got {average!r}."
+            )
+        super().__init__(name, True)
+        self.average, self.beta, self.threshold = average, beta, threshold
+
+    def _prepare(self, preds, target):
+        target, preds = match_shapes(target, preds, self.name)
+        if self.threshold is None:
+            preds = torch.nn.functional.one_hot(preds.argmax(-1), preds.shape[-1])
+        return preds.reshape(-1, preds.shape[-1]), target.reshape(-1, target.shape[-1]).long()
+
+    def _build(self, preds, target):
+        return tmc.MultilabelFBetaScore(
+            beta=self.beta,
+            num_labels=preds.shape[-1],
+            threshold=self.threshold or 0.5,
+            average=self.average or "none",
+            validate_args=False,
+        )
+
+
+class F1Score(FBetaScore):
+    """F1 score (`FBetaScore` with `beta=1`)."""
+
+    def __init__(
+        self, average: str | None = None, threshold: float | None = None, name: str = "f1_score"
+    ):
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name)
+
+
+class R2Score(Metric):
+    """Coefficient of determination over the epoch, averaged uniformly over outputs.
+
+    Args:
+        num_regressors: for the adjusted R², the number of regressors (0: not adjusted).
+        name: the name shown in logs.
+    """
+
+    higher_is_better = True
+
+    def __init__(self, num_regressors: int = 0, name: str = "r2_score"):
+        super().__init__(name=name)
+        self.num_regressors = num_regressors
+        for state in ("sum_y", "sum_y2", "sum_residual2", "count"):
+            self.add_state(state, torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, preds, target, sample_weight=None) -> None:
+        target, preds = match_shapes(target, preds, self.name)
+        if target.dim() == 1:
+            target, preds = target.unsqueeze(-1), preds.unsqueeze(-1)
+        if self.sum_y.dim() == 0:  # first batch: one accumulator per output column
+            width = target.shape[-1]
+            for state in ("sum_y", "sum_y2", "sum_residual2"):
+                setattr(self, state, torch.zeros(width, device=target.device))
+            self._defaults.update(
+                {s: torch.zeros(width) for s in ("sum_y", "sum_y2", "sum_residual2")}
+            )
+        target, preds = target.reshape(-1, target.shape[-1]), preds.reshape(-1, preds.shape[-1])
+        self.sum_y += target.sum(0)
+        self.sum_y2 += (target * target).sum(0)
+        self.sum_residual2 += torch.square(target - preds).sum(0)
+        self.count += target.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        mean = self.sum_y / self.count
+        total = self.sum_y2 - self.count * mean * mean
+        r2 = (1.0 - self.sum_residual2 / total).mean()
+        if self.num_regressors:
+            r2 = 1.0 - (1.0 - r2) * (self.count - 1) / (self.count - self.num_regressors - 1)
+        return r2
+
+
+# --------------------------------------------------------------------------- registry
+
+_CLASSES = [
+    AUC,
+    Accuracy,
+    BinaryAccuracy,
+    BinaryCrossentropy,
+    CategoricalAccuracy,
+    CategoricalCrossentropy,
+    CategoricalHinge,
+    ConcordanceCorrelation,
+    CosineDistance,
+    CosineSimilarity,
+    F1Score,
+    FBetaScore,
+    FalseNegatives,
+    FalsePositives,
+    Hinge,
+    KLDivergence,
+    LogCoshError,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanSquaredError,
+    MeanSquaredLogarithmicError,
+    PearsonCorrelation,
+    Poisson,
+    Precision,
+    R2Score,
+    Recall,
+    RootMeanSquaredError,
+    SparseCategoricalAccuracy,
+    SparseCategoricalCrossentropy,
+    SparseTopKCategoricalAccuracy,
+    SquaredHinge,
+    TopKCategoricalAccuracy,
+    TrueNegatives,
+    TruePositives,
+]
+_SNAKE_IDS = {"FBetaScore": "f_beta_score"}  # Keras's to_snake_case spelling
+
+#: Every string id `compile(metrics=[...])` accepts: class names, their snake_case forms and
+#: Keras's aliases. `'accuracy'`/`'acc'` are settled from the data's shapes by compile.
+ALL_OBJECTS_DICT: dict[str, type[Metric]] = {
+    **{cls.__name__: cls for cls in _CLASSES},
+    **{_SNAKE_IDS.get(cls.__name__, _snake_case(cls.__name__)): cls for cls in _CLASSES},
+    "bce": BinaryCrossentropy,
+    "BCE": BinaryCrossentropy,
+    "mse": MeanSquaredError,
+    "MSE": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
+    "mape": MeanAbsolutePercentageError,
+    "MAPE": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError,
+    "MSLE": MeanSquaredLogarithmicError,
+}
+
+_TORCHMETRICS_INSTEAD = (
+    "pass the torchmetrics equivalent (e.g. torchmetrics.classification.{}) as the metric"
+)
+#: Keras ids kfit does not implement itself, with what to use instead.
+UNSUPPORTED = {
+    "IoU": _TORCHMETRICS_INSTEAD.format("MulticlassJaccardIndex"),
+    "BinaryIoU": _TORCHMETRICS_INSTEAD.format("BinaryJaccardIndex"),
+    "MeanIoU": _TORCHMETRICS_INSTEAD.format("MulticlassJaccardIndex"),
+    "OneHotIoU": _TORCHMETRICS_INSTEAD.format("MulticlassJaccardIndex"),
+    "OneHotMeanIoU": _TORCHMETRICS_INSTEAD.format("MulticlassJaccardIndex"),
+    "PrecisionAtRecall": _TORCHMETRICS_INSTEAD.format("BinaryPrecisionAtFixedRecall"),
+    "RecallAtPrecision": _TORCHMETRICS_INSTEAD.format("BinaryRecallAtFixedPrecision"),
+    "SensitivityAtSpecificity": _TORCHMETRICS_INSTEAD.format("BinarySensitivityAtSpecificity"),
+    "SpecificityAtSensitivity": _TORCHMETRICS_INSTEAD.format("BinarySpecificityAtSensitivity"),
+}
+UNSUPPORTED.update({_snake_case(name): hint for name, hint in list(UNSUPPORTED.items())})
+
+ACCURACY_IDS = ("accuracy", "acc")
+
+
+def get(identifier: Any) -> Any:
+    """Resolves a metric identifier to a metric object or function.
+
+    Args:
+        identifier: a string id (`'mae'`, `'AUC'`, ...), a metric object (kfit's or any
+            `torchmetrics.Metric`), a metric class, or a function `f(y_true, y_pred)`.
+
+    Returns:
+        A new metric object for string ids and classes; the identifier itself otherwise.
+
+    Raises:
+        ValueError: for an unknown string id (naming the closest valid one).
+        TypeError: for anything that is neither a string nor callable.
+    """
+    if isinstance(identifier, str):
+        if identifier in UNSUPPORTED:
+            raise ValueError(
+                f"Metric {identifier!r} is not built into kfit: {UNSUPPORTED[identifier]}."
+            )
+        if identifier not in ALL_OBJECTS_DICT:
+            raise unknown_id_error(
+                "metric",
+                identifier,
+                [*ALL_OBJECTS_DICT, *ACCURACY_IDS],
+                "kfit.metrics.ALL_OBJECTS_DICT",
+            )
+        return ALL_OBJECTS_DICT[identifier]()
+    if isinstance(identifier, type) and issubclass(identifier, torchmetrics.Metric):
+        return identifier()
+    if isinstance(identifier, torchmetrics.Metric) or callable(identifier):
+        return identifier
+    raise TypeError(
+        f"A metric must be a string id, a metric object or class, or a function "
+        f"f(y_true, y_pred); got {identifier!r} of type {type(identifier).__name__}."
+    )

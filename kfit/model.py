@@ -1,0 +1,270 @@
+"""`Model`: any `nn.Module` with Keras's `compile`, `fit`, `evaluate` and `predict`."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedParameter
+
+from kfit import optimizers as optimizers_module
+from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
+from kfit.trainer import Trainer
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device `compile` puts the model on: CUDA, else MPS, else CPU, unless named.
+
+    Raises:
+        ValueError: for a malformed device string or a device this machine does not have.
+    """
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"`device` must name a torch device such as 'cpu' or 'cuda:0'; got {device!r}."
+        ) from err
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"`device={device!r}` but CUDA is not available on this machine; "
+                "use device='cpu' or leave it None to choose automatically."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"`device={device!r}` but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"`device={device!r}` but MPS is not available on this machine.")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        backend = getattr(torch, resolved.type, None)
+        if backend is None or not backend.is_available():
+            raise ValueError(f"`device={device!r}` is not available on this machine.")
+    return resolved
+
+
+class Model(Trainer, nn.Module):
+    """A PyTorch module with Keras's training API.
+
+    Either wrap a module, `kfit.Model(my_module)`, or subclass `kfit.Model` and write
+    `forward` (Keras's subclassing style). A `Model` is an `nn.Module`: `state_dict`, `to`,
+    `parameters` and `__call__` behave as usual. A wrapped module is `model.module`, unchanged.
+
+    Args:
+        module: the module to wrap; omit it when subclassing.
+
+    Example:
+        >>> model = kfit.Model(nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 1)))
+        >>> model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+        >>> history = model.fit(x, y, epochs=10, validation_split=0.2)
+    """
+
+    def __init__(self, module: nn.Module | None = None):
+        nn.Module.__init__(self)
+        if module is not None:
+            if not isinstance(module, nn.Module):
+                raise TypeError(
+                    f"`module` must be a torch.nn.Module; got {module!r} of type "
+                    f"{type(module).__name__}."
+                )
+            self.module = module
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._optimizer_spec: optimizers_module.Optimizer | None = None
+        self._compiled_loss: CompiledLoss | None = None
+        self._device: torch.device | None = None
+        self.stop_training = False
+        self.history: Any = None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Calls the wrapped module; a subclass overrides this instead."""
+        module = self._modules.get("module")
+        if module is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no forward(): wrap a module, kfit.Model(module), "
+                "or subclass kfit.Model and define forward()."
+            )
+        return module(*args, **kwargs)
+
+    # ------------------------------------------------------------------ compile
+
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        loss_weights: float | list[float] | None = None,
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        jit_compile: bool = False,
+        device: str | torch.device | None = None,
+    ) -> None:
+        """Configures the model for training (Keras 3's arguments and string ids).
+
+        Args:
+            optimizer: a Keras id (`'rmsprop'`, `'adam'`, `'sgd'`, ..., any case), a
+                `kfit.optimizers` object such as `Adam(learning_rate=1e-3, clipnorm=1.0)`,
+                or a torch optimizer class or instance.
+            loss: a Keras id (`'mse'`, `'categorical_crossentropy'`, `'crossentropy'`, ...), a
+                `kfit.losses.Loss`, a function `f(y_true, y_pred)` returning per-sample values,
+                or a torch loss module such as `nn.CrossEntropyLoss()` (called as
+                `loss(y_pred, y_true)`).
+            loss_weights: a factor for the loss (one number for a single-output model).
+            metrics: a list of metric ids (`'accuracy'`, `'mae'`, ...), metric objects
+                (kfit's or any `torchmetrics.Metric`), or functions `f(y_true, y_pred)`.
+            weighted_metrics: metrics that take `sample_weight`/`class_weight` into account.
+            jit_compile: run the forward pass through `torch.compile`.
+            device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
+                then CPU.
+
+        Raises:
+            ValueError: for unknown ids (naming the closest valid one), an unavailable
+                device or invalid options.
+            TypeError: for arguments of the wrong kind.
+        """
+        if not isinstance(jit_compile, bool):
+            raise TypeError(f"`jit_compile` must be True or False; got {jit_compile!r}.")
+        target_device = resolve_device(device)
+        optimizer_id = optimizers_module.get(optimizer)
+        compiled_loss = CompiledLoss(loss) if loss is not None else None
+        loss_weight = self._single_loss_weight(loss_weights)
+        compiled_metrics = CompiledMetrics(metrics, weighted_metrics)
+
+        # Everything is valid: only now change the model.
+        self.to(target_device)
+        self._device = target_device
+        self._compiled_loss = compiled_loss
+        self._loss_weight = loss_weight
+        self._compiled_metrics = compiled_metrics
+        self._loss_tracker = LossTracker().to(target_device)
+        self._optimizer_spec = (
+            optimizer_id if isinstance(optimizer_id, optimizers_module.Optimizer) else None
+        )
+        self._optimizer_source = optimizer_id
+        self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
+        self._jit_forward = self._compile_forward() if jit_compile else None
+        self.stop_training = False
+
+    @staticmethod
+    def _single_loss_weight(loss_weights: Any) -> float:
+        if loss_weights is None:
+            return 1.0
+        if isinstance(loss_weights, list | tuple) and len(loss_weights) == 1:
+            loss_weights = loss_weights[0]
+        if isinstance(loss_weights, bool) or not isinstance(loss_weights, int | float):
+            raise ValueError(
+                f"`loss_weights` must be a number for a single-output model; got {loss_weights!r}."
+            )
+        return float(loss_weights)
+
+    def _has_lazy_parameters(self) -> bool:
+        return any(isinstance(p, UninitializedParameter) for p in self.parameters())
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        source = self._optimizer_source
+        params = [p for p in self.parameters() if p.requires_grad]
+        if isinstance(source, torch.optim.Optimizer):
+            owned = {id(p) for g in source.param_groups for p in g["params"]}
+            if not owned & {id(p) for p in params}:
+                raise ValueError(
+                    "The optimizer instance passed to compile() holds none of "
+                    "this model's parameters; build it from model.parameters()."
+                )
+            return source
+        if not params:
+            raise ValueError("The model has no trainable parameters to optimise.")
+        if isinstance(source, optimizers_module.Optimizer):
+            return source.build(params)
+        return source(params)
+
+    def _optimizer_for_step(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:  # lazy modules: parameters exist after the first forward
+            self.optimizer = self._build_optimizer()
+        return self.optimizer
+
+    def _compile_forward(self) -> Any:
+        try:
+            return torch.compile(self.forward)
+        except Exception as err:  # noqa: BLE001 - any backend failure falls back to eager
+            warnings.warn(f"torch.compile is unavailable ({err}); running eagerly.", stacklevel=3)
+            return None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        jit_forward = self.__dict__.get("_jit_forward")
+        if jit_forward is not None:
+            return jit_forward(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def _check_compiled(self, method: str) -> None:
+        if self._compiled_loss is None:
+            if self._device is None:
+                raise ValueError(
+                    f"You must call compile() before {method}(): e.g. "
+                    "model.compile(optimizer='rmsprop', loss='mse')."
+                )
+            raise ValueError(f"{method}() needs a loss: compile() was called with loss=None.")
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs: set by `compile`, else where its parameters are."""
+        if self._device is not None:
+            return self._device
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            if not isinstance(tensor, UninitializedParameter):
+                return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def float_dtype(self) -> torch.dtype:
+        """The floating dtype inputs are converted to: the parameters' (float32 by default)."""
+        for param in self.parameters():
+            if param.is_floating_point() and not isinstance(param, UninitializedParameter):
+                return param.dtype
+        return torch.float32
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """`['loss', *metric names]` once the metrics are built (after the first batch)."""
+        names = ["loss"]
+        if self._compiled_loss is not None and self._compiled_metrics.built:
+            names += self._compiled_metrics.names
+        return names
+
+
+class Sequential(Model):
+    """A `Model` made of layers applied in order (an `nn.Sequential` inside).
+
+    Args:
+        *layers: modules, or one list of modules.
+
+    Example:
+        >>> model = kfit.Sequential(nn.Linear(100, 64), nn.ReLU(), nn.Linear(64, 10),
+        ...                         nn.Softmax(dim=-1))
+    """
+
+    def __init__(self, *layers: nn.Module | list[nn.Module]):
+        if len(layers) == 1 and isinstance(layers[0], list | tuple):
+            layers = tuple(layers[0])
+        for layer in layers:
+            if not isinstance(layer, nn.Module):
+                raise TypeError(
+                    f"Sequential layers must be torch.nn.Module objects; got "
+                    f"{layer!r} of type {type(layer).__name__}."
+                )
+        super().__init__(nn.Sequential(*layers))
+
+    def add(self, layer: nn.Module) -> None:
+        """Appends a layer, as Keras's `Sequential.add` does."""
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"`layer` must be a torch.nn.Module; got {type(layer).__name__}.")
+        self.module.append(layer)

@@ -1,0 +1,482 @@
+"""Keras optimizer ids and constructors, built as torch.optim optimizers.
+
+`compile(optimizer="rmsprop")` gives `torch.optim.RMSprop(lr=0.001, alpha=0.9, eps=1e-7)`:
+Keras's hyper-parameters on PyTorch's implementation. Two update rules differ slightly from
+Keras's and are kept as PyTorch has them: RMSprop and Adagrad add epsilon outside the square
+root, and Adam/AdamW/Adamax/Nadam add it to the bias-corrected root (Keras's "epsilon hat").
+With Keras's tiny default epsilon the difference is far below the noise of training.
+
+Keras-style constructors (`kfit.optimizers.Adam(learning_rate=1e-3, clipnorm=1.0)`) return an
+`Optimizer` spec; `compile` builds the torch optimizer from it once the parameters are known.
+The Keras options `clipnorm`, `clipvalue`, `global_clipnorm` and `weight_decay` (decoupled,
+applied before the update, as Keras does for every optimizer) run on the device before each
+`optimizer.step()`, with no host read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from kfit.losses import unknown_id_error
+
+__all__ = [
+    "SGD",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Ftrl",
+    "Lion",
+    "Nadam",
+    "Optimizer",
+    "RMSprop",
+    "get",
+]
+
+
+class _Lion(torch.optim.Optimizer):
+    """Lion (Chen et al., 2023), with Keras's update rule; torch.optim has none."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.99)):
+        super().__init__(params, {"lr": lr, "betas": betas})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else torch.enable_grad()(closure)()
+        for group in self.param_groups:
+            beta_1, beta_2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["momentum"] = torch.zeros_like(param)
+                momentum = state["momentum"]
+                direction = torch.sign(momentum * beta_1 + param.grad * (1.0 - beta_1))
+                param.add_(direction, alpha=-group["lr"])
+                momentum.mul_(beta_2).add_(param.grad, alpha=1.0 - beta_2)
+        return loss
+
+
+class _Ftrl(torch.optim.Optimizer):
+    """FTRL-Proximal (McMahan et al., 2013), with Keras's update rule; torch.optim has none."""
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        lr_power: float = -0.5,
+        initial_accumulator_value: float = 0.1,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        l2_shrinkage: float = 0.0,
+        beta: float = 0.0,
+    ):
+        if lr_power > 0:
+            raise ValueError(f"`learning_rate_power` must be <= 0; got {lr_power}.")
+        defaults = {
+            "lr": lr,
+            "lr_power": lr_power,
+            "init": initial_accumulator_value,
+            "l1": l1,
+            "l2": l2,
+            "l2_shrinkage": l2_shrinkage,
+            "beta": beta,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else torch.enable_grad()(closure)()
+        for group in self.param_groups:
+            lr, power = group["lr"], -group["lr_power"]
+            l2 = group["l2"] + group["beta"] / (2.0 * lr)
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["accumulator"] = torch.full_like(param, group["init"])
+                    state["linear"] = torch.zeros_like(param)
+                accum, linear = state["accumulator"], state["linear"]
+                grad = param.grad + 2.0 * group["l2_shrinkage"] * param
+                new_accum = accum + torch.square(param.grad)
+                linear.add_(grad - (new_accum.pow(power) - accum.pow(power)) / lr * param)
+                quadratic = new_accum.pow(power) / lr + 2.0 * l2
+                clipped = torch.clamp(linear, -group["l1"], group["l1"])
+                param.copy_((clipped - linear) / quadratic)
+                accum.copy_(new_accum)
+        return loss
+
+
+class Optimizer:
+    """A Keras-style optimizer description that `compile` turns into a torch optimizer.
+
+    Args:
+        torch_class: the `torch.optim.Optimizer` subclass to build.
+        learning_rate: the learning rate (a positive float).
+        torch_kwargs: the other torch hyper-parameters, already in torch's names.
+        weight_decay: decoupled weight decay `w -= w * weight_decay * lr` before each update.
+        clipnorm: clip each gradient tensor to this L2 norm.
+        clipvalue: clip each gradient entry to `[-clipvalue, clipvalue]`.
+        global_clipnorm: clip all gradients together to this global L2 norm.
+        name: a name for messages.
+    """
+
+    decoupled_decay_in_torch = False
+
+    def __init__(
+        self,
+        torch_class: type[torch.optim.Optimizer],
+        learning_rate: float,
+        torch_kwargs: dict[str, Any] | None = None,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        name: str | None = None,
+    ):
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float):
+            raise TypeError(f"`learning_rate` must be a float; got {learning_rate!r}.")
+        if learning_rate < 0:
+            raise ValueError(f"`learning_rate` must be >= 0; got {learning_rate}.")
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        given = [k for k, v in clips.items() if v is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
+                f"set; got {given}."
+            )
+        for key, value in clips.items():
+            if value is not None and value <= 0:
+                raise ValueError(f"`{key}` must be > 0; got {value}.")
+        self.torch_class = torch_class
+        self.learning_rate = float(learning_rate)
+        self.torch_kwargs = dict(torch_kwargs or {})
+        self.weight_decay = weight_decay
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.name = name or type(self).__name__.lower()
+
+    def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """Returns the torch optimizer over `params`."""
+        kwargs = dict(self.torch_kwargs)
+        if self.weight_decay and self.decoupled_decay_in_torch:
+            kwargs["weight_decay"] = self.weight_decay
+        return self.torch_class(list(params), lr=self.learning_rate, **kwargs)
+
+    @property
+    def transforms_gradients(self) -> bool:
+        """Whether `before_step` has anything to do."""
+        decay = self.weight_decay and not self.decoupled_decay_in_torch
+        return bool(decay or self.clipnorm or self.clipvalue or self.global_clipnorm)
+
+    @torch.no_grad()
+    def before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clips gradients and applies decoupled weight decay, in Keras's order, on the device."""
+        for group in optimizer.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if self.clipvalue is not None:
+                torch._foreach_clamp_min_(grads, -self.clipvalue)
+                torch._foreach_clamp_max_(grads, self.clipvalue)
+            elif self.clipnorm is not None:
+                norms = torch._foreach_norm(grads)
+                scales = [self.clipnorm / torch.clamp(n, min=self.clipnorm) for n in norms]
+                torch._foreach_mul_(grads, scales)
+            elif self.global_clipnorm is not None:
+                total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                torch._foreach_mul_(
+                    grads, self.global_clipnorm / torch.clamp(total, min=self.global_clipnorm)
+                )
+            if self.weight_decay and not self.decoupled_decay_in_torch:
+                torch._foreach_mul_(params, 1.0 - self.weight_decay * group["lr"])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(learning_rate={self.learning_rate})"
+
+
+def _common(kwargs: dict[str, Any]) -> dict[str, Any]:
+    allowed = {"weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "name"}
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise TypeError(
+            f"Unexpected optimizer arguments {sorted(unknown)}; the Keras options "
+            f"kfit supports are {sorted(allowed)}."
+        )
+    return kwargs
+
+
+class SGD(Optimizer):
+    """Keras SGD: `learning_rate=0.01`, `momentum=0.0`, `nesterov=False`."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            torch.optim.SGD,
+            learning_rate,
+            {"momentum": momentum, "nesterov": nesterov},
+            **_common(kwargs),
+        )
+
+
+class RMSprop(Optimizer):
+    """Keras RMSprop: `learning_rate=0.001`, `rho=0.9`, `momentum=0.0`, `epsilon=1e-7`."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            torch.optim.RMSprop,
+            learning_rate,
+            {"alpha": rho, "momentum": momentum, "eps": epsilon, "centered": centered},
+            **_common(kwargs),
+        )
+
+
+class Adam(Optimizer):
+    """Keras Adam: `learning_rate=0.001`, `beta_1=0.9`, `beta_2=0.999`, `epsilon=1e-7`."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            torch.optim.Adam,
+            learning_rate,
+            {"betas": (beta_1, beta_2), "eps": epsilon, "amsgrad": amsgrad},
+            **_common(kwargs),
+        )
+
+
+class AdamW(Optimizer):
+    """Keras AdamW: Adam with decoupled `weight_decay=0.004`."""
+
+    decoupled_decay_in_torch = True
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        weight_decay: float = 0.004,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            torch.optim.AdamW,
+            learning_rate,
+            {"betas": (beta_1, beta_2), "eps": epsilon, "amsgrad": amsgrad},
+            weight_decay=weight_decay,
+            **_common(kwargs),
+        )
+
+
+class Adagrad(Optimizer):
+    """Keras Adagrad: `learning_rate=0.001`, `initial_accumulator_value=0.1`, `epsilon=1e-7`."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            torch.optim.Adagrad,
+            learning_rate,
+            {"initial_accumulator_value": initial_accumulator_value, "eps": epsilon},
+            **_common(kwargs),
+        )
+
+
+class Adadelta(Optimizer):
+    """Keras Adadelta: `learning_rate=0.001`, `rho=0.95`, `epsilon=1e-7`."""
+
+    def __init__(
+        self, learning_rate: float = 0.001, rho: float = 0.95, epsilon: float = 1e-7, **kwargs: Any
+    ):
+        super().__init__(
+            torch.optim.Adadelta, learning_rate, {"rho": rho, "eps": epsilon}, **_common(kwargs)
+        )
+
+
+class Adamax(Optimizer):
+    """Keras Adamax: `learning_rate=0.001`, `beta_1=0.9`, `beta_2=0.999`, `epsilon=1e-7`."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            torch.optim.Adamax,
+            learning_rate,
+            {"betas": (beta_1, beta_2), "eps": epsilon},
+            **_common(kwargs),
+        )
+
+
+class Nadam(Optimizer):
+    """Keras Nadam: `learning_rate=0.001`, `beta_1=0.9`, `beta_2=0.999`, `epsilon=1e-7`.
+
+    Keras's momentum schedule `beta_1 * (1 - 0.5 * 0.96**(0.004 t))` is torch's
+    `momentum_decay=0.004`.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            torch.optim.NAdam,
+            learning_rate,
+            {"betas": (beta_1, beta_2), "eps": epsilon, "momentum_decay": 0.004},
+            **_common(kwargs),
+        )
+
+
+class Adafactor(Optimizer):
+    """Keras Adafactor on torch's relative-step Adafactor.
+
+    Keras defaults: `learning_rate=0.001`, `beta_2_decay=-0.8`, `epsilon_1=1e-30`,
+    `epsilon_2=1e-3`, `clip_threshold=1.0`.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_2_decay: float = -0.8,
+        epsilon_1: float = 1e-30,
+        epsilon_2: float = 1e-3,
+        clip_threshold: float = 1.0,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            torch.optim.Adafactor,
+            learning_rate,
+            {"beta2_decay": beta_2_decay, "eps": (epsilon_1, epsilon_2), "d": clip_threshold},
+            **_common(kwargs),
+        )
+
+
+class Lion(Optimizer):
+    """Keras Lion: `learning_rate=0.001`, `beta_1=0.9`, `beta_2=0.99`."""
+
+    def __init__(
+        self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.99, **kwargs: Any
+    ):
+        super().__init__(_Lion, learning_rate, {"betas": (beta_1, beta_2)}, **_common(kwargs))
+
+
+class Ftrl(Optimizer):
+    """Keras FTRL-Proximal.
+
+    Keras defaults: `learning_rate=0.001`, `learning_rate_power=-0.5`,
+    `initial_accumulator_value=0.1`, l1/l2/l2-shrinkage strengths 0, `beta=0`.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        learning_rate_power: float = -0.5,
+        initial_accumulator_value: float = 0.1,
+        l1_regularization_strength: float = 0.0,
+        l2_regularization_strength: float = 0.0,
+        l2_shrinkage_regularization_strength: float = 0.0,
+        beta: float = 0.0,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            _Ftrl,
+            learning_rate,
+            {
+                "lr_power": learning_rate_power,
+                "initial_accumulator_value": initial_accumulator_value,
+                "l1": l1_regularization_strength,
+                "l2": l2_regularization_strength,
+                "l2_shrinkage": l2_shrinkage_regularization_strength,
+                "beta": beta,
+            },
+            **_common(kwargs),
+        )
+
+
+#: Keras's optimizer string ids (matched ignoring case) and the constructors they call.
+ALL_OBJECTS_DICT: dict[str, type[Optimizer]] = {
+    cls.__name__.lower(): cls
+    for cls in (SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Nadam, Adafactor, Lion, Ftrl)
+}
+
+#: Keras ids kfit knows but does not build, with the reason.
+UNSUPPORTED = {
+    "muon": "Keras's Muon mixes Muon and AdamW per variable; pass torch.optim.Muon yourself",
+    "schedulefreeadamw": "not implemented in kfit",
+    "lossscaleoptimizer": "use compile(precision='16-mixed') instead",
+    "multioptimizer": "build a torch optimizer with parameter groups instead",
+    "optimizermap": "build a torch optimizer with parameter groups instead",
+    "optimizer": "name a concrete optimizer such as 'adam'",
+}
+
+
+def get(identifier: Any) -> Optimizer | torch.optim.Optimizer | type[torch.optim.Optimizer]:
+    """Resolves an optimizer identifier.
+
+    Args:
+        identifier: a Keras string id (any case), a kfit `Optimizer`, a torch optimizer class,
+            or a torch optimizer instance.
+
+    Returns:
+        A kfit `Optimizer` spec for string ids; the identifier otherwise.
+
+    Raises:
+        ValueError: for an unknown string id (naming the closest valid one).
+        TypeError: for anything else.
+    """
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key in UNSUPPORTED:
+            raise ValueError(f"Optimizer {identifier!r} is not supported: {UNSUPPORTED[key]}.")
+        if key not in ALL_OBJECTS_DICT:
+            raise unknown_id_error(
+                "optimizer", identifier, list(ALL_OBJECTS_DICT), "kfit.optimizers.ALL_OBJECTS_DICT"
+            )
+        return ALL_OBJECTS_DICT[key]()
+    if isinstance(identifier, Optimizer | torch.optim.Optimizer):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, torch.optim.Optimizer):
+        return identifier
+    raise TypeError(
+        f"`optimizer` must be a string id, a kfit.optimizers.Optimizer, or a torch optimizer "
+        f"class or instance; got {identifier!r} of type {type(identifier).__name__}."
+    )

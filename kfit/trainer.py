@@ -1,0 +1,562 @@
+"""The epoch and step loops: `fit`, `evaluate`, `predict`, `*_on_batch` and the three steps.
+
+`Trainer` is mixed into `kfit.Model`. `fit` only orchestrates: build the batches, start the
+callbacks, then for each epoch run `train_step` on every batch, read the epoch values once,
+validate, and end the epoch. Nothing inside a step reads a value back to the host; the places
+that do are marked "sync point".
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from kfit import data as data_module
+from kfit.callbacks.callback import Callback
+from kfit.callbacks.callback_list import CallbackList, RunningLogs
+from kfit.callbacks.progbar_logger import ProgbarLogger
+from kfit.data import ArrayData, IterableData, batch_size_of
+from kfit.history import History
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+
+
+def _check_verbose(verbose: Any) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2; got {verbose!r}.")
+    return int(verbose)
+
+
+def _read_values(values: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Reads device values to Python floats with one transfer. Sync point."""
+    if not values:
+        return {}
+    flat = [v.detach().reshape(-1).float() for v in values.values()]
+    numbers = torch.cat([f.to(flat[0].device) for f in flat]).tolist()  # the one host read
+    out, start = {}, 0
+    for (key, value), piece in zip(values.items(), flat, strict=True):
+        chunk = numbers[start : start + piece.numel()]
+        out[key] = chunk[0] if value.dim() == 0 else chunk
+        start += piece.numel()
+    return out
+
+
+def _to_numpy(tree: Any) -> Any:
+    return data_module.map_tree(lambda t: t.detach().cpu().numpy(), tree)
+
+
+class Trainer:
+    """`fit` / `evaluate` / `predict` for `kfit.Model` (see there for `compile`)."""
+
+    # ------------------------------------------------------------------ steps
+
+    def train_step(self, batch: data_module.Batch) -> None:
+        """One optimisation step on `(x, y, sample_weight)`; updates the loss and metrics.
+
+        Override in a subclass for a custom step (a GAN, a contrastive loss); use
+        `compute_loss` and `update_metrics` to keep the compiled loss and metrics.
+        """
+        x, y, sample_weight = batch
+        y_pred = self.call_forward(x)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        optimizer = self._optimizer_for_step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self._optimizer_spec is not None and self._optimizer_spec.transforms_gradients:
+            self._optimizer_spec.before_step(optimizer)
+        optimizer.step()
+        self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
+
+    def test_step(self, batch: data_module.Batch) -> None:
+        """One evaluation step: forward, loss and metric updates, no gradients."""
+        x, y, sample_weight = batch
+        y_pred = self.call_forward(x)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
+
+    def predict_step(self, batch: data_module.Batch) -> Any:
+        """Returns the model's outputs for the inputs of `batch`."""
+        return self.call_forward(batch[0])
+
+    def call_forward(self, x: Any) -> Any:
+        """Calls the model: a tuple/list `x` positionally, a dict by keyword."""
+        if isinstance(x, dict):
+            return self(**x)
+        if isinstance(x, tuple | list):
+            return self(*x)
+        return self(x)
+
+    def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None):
+        """The compiled loss (times `loss_weights`) for one batch, as a scalar tensor."""
+        if y is None:
+            raise ValueError(
+                "The compiled loss needs targets: pass `y` (or a data set that yields (x, y))."
+            )
+        if not self._compiled_loss.built:
+            self._compiled_loss.build(y, y_pred)
+        loss = self._compiled_loss(y, y_pred, sample_weight)
+        return loss if self._loss_weight == 1.0 else loss * self._loss_weight
+
+    @torch.no_grad()
+    def update_metrics(
+        self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any, batch_size: int
+    ) -> None:
+        """Adds one batch to the epoch's loss and compiled metrics (on the device)."""
+        self._loss_tracker.update(loss, batch_size)
+        if not self._compiled_metrics.built:
+            self._compiled_metrics.build(y, y_pred)
+        self._compiled_metrics.update(y, y_pred, sample_weight)
+
+    def reset_metrics(self) -> None:
+        """Clears the loss and metric accumulators."""
+        self._loss_tracker.reset()
+        self._compiled_metrics.reset()
+
+    def metric_values(self) -> dict[str, torch.Tensor]:
+        """The running `loss` and metrics as device tensors (no host read)."""
+        values = {"loss": self._loss_tracker.compute()}
+        values.update(self._compiled_metrics.results())
+        return values
+
+    def get_metrics_result(self) -> dict[str, Any]:
+        """The running `loss` and metrics as Python floats. Sync point."""
+        return _read_values(self.metric_values())
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: int | str = "auto",
+        callbacks: Sequence[Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        class_weight: dict[Any, float] | None = None,
+        sample_weight: Any = None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: int | Sequence[int] = 1,
+    ) -> History:
+        """Trains the model for `epochs` epochs (Keras 3's signature and semantics).
+
+        Args:
+            x: inputs: arrays/tensors (or a tuple/list/dict of them), a `Dataset`, a
+                `DataLoader` or an iterable yielding `(x, y[, sample_weight])`.
+            y: targets when `x` holds arrays.
+            batch_size: samples per step (default 32; for arrays and `Dataset`s).
+            epochs: the index of the last epoch (training runs `initial_epoch..epochs-1`).
+            verbose: `'auto'` or 1 (progress bar), 2 (one line per epoch), 0 (silent).
+            callbacks: `kfit.callbacks.Callback` objects.
+            validation_split: the fraction of the samples, taken from the end before
+                shuffling, kept for validation (arrays only).
+            validation_data: `(x_val, y_val[, sample_weight_val])` or a data set.
+            shuffle: whether to reshuffle the samples every epoch (arrays and Datasets).
+            class_weight: `{class: weight}`; every class present in `y` needs a weight.
+            sample_weight: one weight per training sample.
+            initial_epoch: the epoch to start from (for resuming).
+            steps_per_epoch: steps per epoch; the data then continues across epochs.
+            validation_steps: steps per validation (default: the whole validation data).
+            validation_batch_size: batch size for validation (default `batch_size`).
+            validation_freq: validate every `k` epochs, or at the listed (1-based) epochs.
+
+        Returns:
+            A `History`, also kept as `model.history`.
+
+        Raises:
+            ValueError, TypeError: for invalid arguments, before any weight changes.
+        """
+        self._check_compiled("fit")
+        verbose = _check_verbose(verbose)
+        _check_int("batch_size", batch_size, 1, allow_none=True)
+        _check_int("epochs", epochs, 0)
+        _check_int("initial_epoch", initial_epoch, 0)
+        _check_int("steps_per_epoch", steps_per_epoch, 1, allow_none=True)
+        _check_int("validation_steps", validation_steps, 1, allow_none=True)
+        _check_int("validation_batch_size", validation_batch_size, 1, allow_none=True)
+        if not isinstance(validation_freq, int) or isinstance(validation_freq, bool):
+            if not (isinstance(validation_freq, list | tuple) and validation_freq):
+                raise ValueError(
+                    f"`validation_freq` must be an integer >= 1 or a list of "
+                    f"epochs; got {validation_freq!r}."
+                )
+        elif validation_freq < 1:
+            raise ValueError(f"`validation_freq` must be >= 1; got {validation_freq}.")
+        if not isinstance(shuffle, bool):
+            raise ValueError(f"`shuffle` must be True or False; got {shuffle!r}.")
+        if (
+            isinstance(validation_split, bool)
+            or not isinstance(validation_split, int | float)
+            or not 0.0 <= validation_split < 1.0
+        ):
+            raise ValueError(f"`validation_split` must be in [0, 1); got {validation_split!r}.")
+        batch_size = batch_size or 32
+
+        train = data_module.make_data(
+            x, y, sample_weight, self.float_dtype, batch_size=batch_size, shuffle=shuffle
+        )
+        if class_weight is not None:
+            train = self._apply_class_weight(train, class_weight)
+        val = None
+        if validation_data is not None:
+            val = self._validation_data(validation_data, validation_batch_size or batch_size)
+        elif validation_split:
+            if not isinstance(train, ArrayData):
+                raise ValueError(
+                    "`validation_split` needs in-memory arrays or tensors; with a "
+                    f"{type(x).__name__}, pass `validation_data` instead."
+                )
+            train, val = train.split(validation_split)
+        train = train.to(self.device) if isinstance(train, ArrayData) else train
+        val = val.to(self.device) if isinstance(val, ArrayData) else val
+
+        steps = steps_per_epoch or train.num_batches(batch_size)
+        history = History()
+        callback_list = CallbackList(
+            [*(callbacks or []), history, *([ProgbarLogger()] if verbose else [])],
+            self,
+            {"verbose": verbose, "epochs": epochs, "steps": steps},
+        )
+        batches = self._batch_stream(train, batch_size, shuffle, steps_per_epoch)
+        self.stop_training = False
+        self.history = history
+        callback_list.on_train_begin()
+        epoch_logs: dict[str, Any] = {}
+        for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()
+            callback_list.on_epoch_begin(epoch)
+            self.train()
+            seen = self._run_epoch(next(batches), callback_list, "train", self.train_step)
+            if seen == 0 or (steps_per_epoch and seen < steps_per_epoch):
+                data_module.warn_ran_out(seen, steps_per_epoch or 1)
+                self.stop_training = True
+                if seen == 0:
+                    break
+            epoch_logs = self.get_metrics_result()  # sync point: once per epoch
+            if val is not None and self._should_validate(epoch, validation_freq):
+                val_logs = self._evaluate_data(
+                    val, validation_batch_size or batch_size, validation_steps, callback_list
+                )
+                epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        callback_list.on_train_end(epoch_logs)
+        return history
+
+    def _run_epoch(
+        self,
+        batches: Iterator[data_module.Batch],
+        callback_list: CallbackList,
+        mode: str,
+        step_fn: Any,
+    ) -> int:
+        """Runs `step_fn` on every batch with the batch hooks around it; returns the count."""
+        begin, end = f"on_{mode}_batch_begin", f"on_{mode}_batch_end"
+        call_begin, call_end = callback_list.wants(begin), callback_list.wants(end)
+        seen = 0
+        for step, batch in enumerate(batches):
+            if call_begin:
+                callback_list.on_batch_hook(begin, step)
+            step_fn(batch)
+            seen = step + 1
+            if call_end:
+                callback_list.on_batch_hook(end, step, RunningLogs(self.get_metrics_result))
+            if mode == "train" and self.stop_training:
+                break
+        return seen
+
+    def _batch_stream(
+        self,
+        data: ArrayData | IterableData,
+        batch_size: int,
+        shuffle: bool,
+        steps_per_epoch: int | None,
+    ) -> Iterator[Iterator[data_module.Batch]]:
+        """Yields one iterator of batches per epoch (continuing across epochs if `steps`)."""
+
+        def one_pass() -> Iterator[data_module.Batch]:
+            if isinstance(data, ArrayData):
+                return data.batches(batch_size, shuffle, self.device)
+            return data.batches(self.float_dtype, self.device)
+
+        if steps_per_epoch is None:
+            while True:
+                yield one_pass()
+        if isinstance(data, IterableData) and data.one_shot:
+            endless = one_pass()
+        else:
+            endless = itertools.chain.from_iterable(one_pass() for _ in itertools.count())
+        while True:
+            yield itertools.islice(endless, steps_per_epoch)
+
+    @staticmethod
+    def _should_validate(epoch: int, validation_freq: int | Sequence[int]) -> bool:
+        if isinstance(validation_freq, int):
+            return (epoch + 1) % validation_freq == 0
+        return epoch + 1 in validation_freq
+
+    def _apply_class_weight(self, train: Any, class_weight: dict[Any, float]) -> ArrayData:
+        if not isinstance(class_weight, dict):
+            raise ValueError(
+                f"`class_weight` must be a dict {{class: weight}}; got {class_weight!r}."
+            )
+        if not isinstance(train, ArrayData):
+            raise ValueError(
+                "`class_weight` needs in-memory arrays; a data set can yield "
+                "(x, y, sample_weight) instead."
+            )
+        if train.sample_weight is not None:
+            raise ValueError("Pass either `class_weight` or `sample_weight`, not both.")
+        weights = data_module.class_weight_to_sample_weight(train.y, class_weight)
+        return ArrayData(train.x, train.y, weights.to(self.float_dtype), train.size)
+
+    def _validation_data(self, validation_data: Any, batch_size: int):
+        if data_module.is_data_source(validation_data):
+            return data_module.make_data(
+                validation_data,
+                None,
+                None,
+                self.float_dtype,
+                batch_size=batch_size,
+                shuffle=False,
+                what="validation_data",
+            )
+        if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+            raise ValueError(
+                "`validation_data` must be (x_val, y_val), (x_val, y_val, sample_weight_val) or "
+                f"a data set; got {type(validation_data).__name__}"
+                + (
+                    f" of length {len(validation_data)}."
+                    if hasattr(validation_data, "__len__")
+                    else "."
+                )
+            )
+        x_val, y_val, *rest = validation_data
+        return data_module.make_data(
+            x_val,
+            y_val,
+            rest[0] if rest else None,
+            self.float_dtype,
+            batch_size=batch_size,
+            shuffle=False,
+            what="validation_data",
+        )
+
+    # ------------------------------------------------------------------ evaluate
+
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int | str = "auto",
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        return_dict: bool = False,
+    ) -> float | list[float] | dict[str, float]:
+        """Returns the loss and metrics on the given data, in eval mode without gradients.
+
+        Args:
+            x: inputs, as in `fit`.
+            y: targets when `x` holds arrays.
+            sample_weight: one weight per sample (used by the loss and `weighted_metrics`).
+            batch_size: samples per step (default 32).
+            verbose: `'auto'` or 1 (progress bar), 2 (one line), 0 (silent).
+            steps: evaluate only this many batches.
+            callbacks: callbacks receiving the `on_test_*` hooks.
+            return_dict: return `{name: value}` instead of a list.
+
+        Returns:
+            The loss alone when there are no metrics, else `[loss, *metrics]` in compile
+            order, or a dict when `return_dict=True`.
+        """
+        self._check_compiled("evaluate")
+        verbose = _check_verbose(verbose)
+        _check_int("batch_size", batch_size, 1, allow_none=True)
+        _check_int("steps", steps, 1, allow_none=True)
+        batch_size = batch_size or 32
+        data = data_module.make_data(
+            x, y, sample_weight, self.float_dtype, batch_size=batch_size, shuffle=False
+        )
+        data = data.to(self.device) if isinstance(data, ArrayData) else data
+        callback_list = CallbackList(
+            [*(callbacks or []), *([ProgbarLogger()] if verbose else [])],
+            self,
+            {"verbose": verbose, "epochs": 1, "steps": steps or data.num_batches(batch_size)},
+        )
+        logs = self._evaluate_data(data, batch_size, steps, callback_list)
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def _evaluate_data(
+        self,
+        data: ArrayData | IterableData,
+        batch_size: int,
+        steps: int | None,
+        callback_list: CallbackList,
+    ) -> dict[str, Any]:
+        was_training = self.training
+        self.eval()
+        self.reset_metrics()
+        callback_list.on_test_begin()
+        batches = next(self._batch_stream(data, batch_size, False, None))
+        if steps is not None:
+            batches = itertools.islice(batches, steps)
+        with torch.no_grad():
+            self._run_epoch(batches, callback_list, "test", self.test_step)
+        logs = self.get_metrics_result()  # sync point: once per evaluation
+        callback_list.on_test_end(logs)
+        self.train(was_training)
+        return logs
+
+    # ------------------------------------------------------------------ predict
+
+    def predict(
+        self,
+        x: Any,
+        batch_size: int | None = None,
+        verbose: int | str = "auto",
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+    ) -> Any:
+        """Returns the model's outputs for `x` as numpy, in the model's output structure.
+
+        Works without `compile`. Runs in eval mode without gradients.
+
+        Args:
+            x: inputs, as in `fit` (a data set may yield `x` or `(x, y)`).
+            batch_size: samples per step (default 32).
+            verbose: `'auto'` or 1 (progress bar), 2 (one line), 0 (silent).
+            steps: predict only this many batches.
+            callbacks: callbacks receiving the `on_predict_*` hooks.
+
+        Returns:
+            A numpy array, or a tuple/list/dict of them matching the model's outputs.
+        """
+        verbose = _check_verbose(verbose)
+        _check_int("batch_size", batch_size, 1, allow_none=True)
+        _check_int("steps", steps, 1, allow_none=True)
+        batch_size = batch_size or 32
+        data = data_module.make_data(
+            x, None, None, self.float_dtype, batch_size=batch_size, shuffle=False
+        )
+        data = data.to(self.device) if isinstance(data, ArrayData) else data
+        callback_list = CallbackList(
+            [*(callbacks or []), *([ProgbarLogger()] if verbose else [])],
+            self,
+            {"verbose": verbose, "epochs": 1, "steps": steps or data.num_batches(batch_size)},
+        )
+        was_training = self.training
+        self.eval()
+        callback_list.on_predict_begin()
+        batches = next(self._batch_stream(data, batch_size, False, None))
+        if steps is not None:
+            batches = itertools.islice(batches, steps)
+        outputs: list[Any] = []
+        call_end = callback_list.wants("on_predict_batch_end")
+        with torch.no_grad():
+            for step, batch in enumerate(batches):
+                callback_list.on_batch_hook("on_predict_batch_begin", step)
+                outputs.append(self.predict_step(batch))
+                if call_end:
+                    callback_list.on_batch_hook(
+                        "on_predict_batch_end", step, {"outputs": outputs[-1]}
+                    )
+        callback_list.on_predict_end()
+        self.train(was_training)
+        if not outputs:
+            raise ValueError("`predict` got no batches from `x`.")
+        return _to_numpy(_concatenate(outputs))  # sync point: outputs to the host
+
+    # ------------------------------------------------------------------ *_on_batch
+
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[Any, float] | None = None,
+        return_dict: bool = False,
+    ) -> float | list[float] | dict[str, float]:
+        """One training step on one batch; returns the values for this batch only."""
+        self._check_compiled("train_on_batch")
+        data = data_module.make_data(
+            x, y, sample_weight, self.float_dtype, batch_size=1, shuffle=False
+        )
+        if class_weight is not None:
+            data = self._apply_class_weight(data, class_weight)
+        self.reset_metrics()
+        self.train()
+        self.train_step(self._whole_batch(data))
+        return self._batch_result(return_dict)
+
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
+    ) -> float | list[float] | dict[str, float]:
+        """One evaluation step on one batch; returns the values for this batch only."""
+        self._check_compiled("test_on_batch")
+        data = data_module.make_data(
+            x, y, sample_weight, self.float_dtype, batch_size=1, shuffle=False
+        )
+        self.reset_metrics()
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            self.test_step(self._whole_batch(data))
+        self.train(was_training)
+        return self._batch_result(return_dict)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """The model's outputs for one batch, as numpy."""
+        data = data_module.make_data(x, None, None, self.float_dtype, batch_size=1, shuffle=False)
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            outputs = self.predict_step(self._whole_batch(data))
+        self.train(was_training)
+        return _to_numpy(outputs)
+
+    def _whole_batch(self, data: ArrayData | IterableData) -> data_module.Batch:
+        if not isinstance(data, ArrayData):
+            raise ValueError("`*_on_batch` methods take arrays or tensors, not data sets.")
+        return (
+            data_module.move_tree(data.x, self.device),
+            data_module.move_tree(data.y, self.device),
+            data_module.move_tree(data.sample_weight, self.device),
+        )
+
+    def _batch_result(self, return_dict: bool):
+        logs = self.get_metrics_result()  # sync point
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+
+def _concatenate(outputs: list[Any]) -> Any:
+    first = outputs[0]
+    if isinstance(first, dict):
+        return {key: _concatenate([o[key] for o in outputs]) for key in first}
+    if isinstance(first, tuple | list):
+        return type(first)(_concatenate([o[i] for o in outputs]) for i in range(len(first)))
+    return torch.cat(outputs)
