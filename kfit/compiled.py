@@ -59,8 +59,8 @@ class LossTracker(metrics_module.Metric):
         self.add_state("count", torch.zeros(()), dist_reduce_fx="sum")
 
     def update(self, loss: torch.Tensor, batch_size: int) -> None:  # type: ignore[override]
-        self.total += loss.detach().to(self.total.dtype) * batch_size
-        self.count += batch_size
+        self.total.add_(loss.detach(), alpha=batch_size)
+        self.count.add_(batch_size)
 
     def compute(self) -> torch.Tensor:
         return self.total / self.count
@@ -78,9 +78,16 @@ class CompiledLoss:
         self.identifier = identifier
         self.fn: Any = None
         if not (isinstance(identifier, str) and identifier.lower() in _CROSSENTROPY_IDS):
-            self.fn = losses_module.get(identifier)
+            self.fn = self._as_loss(losses_module.get(identifier))
         self._unreduced_module: nn.Module | None = None
         self.built = False
+
+    def _as_loss(self, fn: Any) -> Any:
+        """Plain functions become `LossFunctionWrapper`s; Loss objects and modules stay."""
+        if isinstance(fn, losses_module.Loss | nn.Module):
+            return fn
+        name = self.identifier if isinstance(self.identifier, str) else None
+        return losses_module.LossFunctionWrapper(fn, name=name)
 
     @property
     def name(self) -> str:
@@ -130,13 +137,11 @@ class CompiledLoss:
     ) -> torch.Tensor:
         if isinstance(self.fn, losses_module.Loss):
             return self.fn(y_true, y_pred, sample_weight)
-        if isinstance(self.fn, nn.Module):
-            if not isinstance(self.fn, _CLASS_INDEX_LOSSES):
-                y_true, y_pred = match_shapes(y_true, y_pred, self.name)
-            if sample_weight is None or self._unreduced_module is None:
-                return self.fn(y_pred, y_true)
-            return reduce_weighted(self._unreduced_module(y_pred, y_true), sample_weight)
-        return reduce_weighted(self.fn(y_true, y_pred), sample_weight)
+        if not isinstance(self.fn, _CLASS_INDEX_LOSSES):
+            y_true, y_pred = match_shapes(y_true, y_pred, self.name)
+        if sample_weight is None or self._unreduced_module is None:
+            return self.fn(y_pred, y_true)  # a torch loss module: (input, target)
+        return reduce_weighted(self._unreduced_module(y_pred, y_true), sample_weight)
 
 
 def _as_list(value: Any, arg_name: str) -> list[Any]:
@@ -211,7 +216,6 @@ class CompiledMetrics:
         name = getattr(identifier, "name", None) or getattr(identifier, "__name__", "metric")
         return metrics_module.MeanMetricWrapper(resolved, name=name), name
 
-    @torch.no_grad()
     def update(
         self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None
     ) -> None:

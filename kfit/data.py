@@ -28,6 +28,8 @@ _ON_DEVICE_SHARE = 0.25
 
 def map_tree(fn: Callable[[Any], Any], tree: Tree) -> Tree:
     """Applies `fn` to every leaf of a tuple/list/dict structure."""
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
     if isinstance(tree, Mapping):
         return {key: map_tree(fn, value) for key, value in tree.items()}
     if isinstance(tree, tuple | list):
@@ -127,6 +129,8 @@ def index_tree(tree: Tree, index: torch.Tensor | slice) -> Tree:
     """Selects the samples `index` (a slice or an index tensor) from every leaf."""
     if tree is None:
         return None
+    if isinstance(tree, torch.Tensor):
+        return tree[index] if isinstance(index, slice) else tree.index_select(0, index)
     if isinstance(index, slice):
         return map_tree(lambda t: t[index], tree)
     return map_tree(lambda t: t.index_select(0, index), tree)
@@ -159,7 +163,7 @@ def unpack(data: Any) -> Batch:
 
 def batch_size_of(x: Tree) -> int:
     """The first-axis length of the first leaf of `x`."""
-    return leaves(x)[0].shape[0]
+    return x.shape[0] if isinstance(x, torch.Tensor) else leaves(x)[0].shape[0]
 
 
 @dataclass

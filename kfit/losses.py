@@ -388,6 +388,54 @@ def tversky(
     return 1.0 - intersection / (intersection + alpha * false_pos + beta * false_neg + EPSILON)
 
 
+# --------------------------------------------------------------------------- batch means
+# The unweighted mean over a batch of some per-sample losses, as one fused torch call: the
+# same number as `fn(...).mean()` with fewer kernels per step. Each returns None for the cases
+# it does not cover, and the per-sample path runs instead.
+
+
+def _mse_batch_mean(y_true, y_pred):
+    y_true, y_pred = match_shapes(y_true, y_pred, "mean_squared_error")
+    return F.mse_loss(y_pred, y_true)
+
+
+def _mae_batch_mean(y_true, y_pred):
+    y_true, y_pred = match_shapes(y_true, y_pred, "mean_absolute_error")
+    return F.l1_loss(y_pred, y_true)
+
+
+def _bce_batch_mean(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    if not from_logits:
+        return None
+    y_true, y_pred = match_shapes(y_true, y_pred, "binary_crossentropy")
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    return F.binary_cross_entropy_with_logits(y_pred, y_true)
+
+
+def _cce_batch_mean(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    if not from_logits or y_pred.dim() != 2 or axis not in (-1, 1):
+        return None
+    y_true, y_pred = match_shapes(y_true, y_pred, "categorical_crossentropy")
+    return F.cross_entropy(y_pred, y_true, label_smoothing=label_smoothing)
+
+
+def _sparse_cce_batch_mean(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
+    if not from_logits or ignore_class is not None or y_pred.dim() != 2:
+        return None
+    labels = sparse_labels(y_true, y_pred, "sparse_categorical_crossentropy")
+    return F.cross_entropy(y_pred, labels)
+
+
+_BATCH_MEANS: dict[Callable[..., torch.Tensor], Callable[..., torch.Tensor | None]] = {
+    mean_squared_error: _mse_batch_mean,
+    mean_absolute_error: _mae_batch_mean,
+    binary_crossentropy: _bce_batch_mean,
+    categorical_crossentropy: _cce_batch_mean,
+    sparse_categorical_crossentropy: _sparse_cce_batch_mean,
+}
+
+
 # --------------------------------------------------------------------------- loss objects
 
 
@@ -407,6 +455,8 @@ def reduce_weighted(
     Returns:
         The reduced loss (a scalar unless `reduction` is `'none'`).
     """
+    if sample_weight is None and reduction in ("sum_over_batch_size", "mean"):
+        return values.mean()
     if sample_weight is not None:
         sample_weight = sample_weight.to(values.dtype)
         while sample_weight.dim() < values.dim():
@@ -487,6 +537,16 @@ class LossFunctionWrapper(Loss):
 
     def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         return self.fn(y_true, y_pred, **self.fn_kwargs)
+
+    def __call__(
+        self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean"):
+            batch_mean = _BATCH_MEANS.get(self.fn)
+            loss = batch_mean(y_true, y_pred, **self.fn_kwargs) if batch_mean else None
+            if loss is not None:
+                return loss
+        return reduce_weighted(self.call(y_true, y_pred), sample_weight, self.reduction)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self.fn_kwargs}
