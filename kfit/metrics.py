@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 import torchmetrics
-from torchmetrics import classification as tmc
 
 from kfit.losses import (
     _l2_normalize,
@@ -435,74 +434,132 @@ class RootMeanSquaredError(MeanSquaredError):
         return torch.sqrt(self.total / self.count)
 
 
-# --------------------------------------------------------------------------- torchmetrics-backed
+# --------------------------------------------------------------------------- classification
 
 
-class _ClassificationMetric(Metric):
-    """A Keras classification metric computed by an inner torchmetrics metric.
+def _binary_inputs(
+    metric_name: str, preds: torch.Tensor, target: torch.Tensor, class_id: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flattened predictions and boolean targets (one column when `class_id` is set)."""
+    target, preds = match_shapes(target, preds, metric_name)
+    if class_id is not None:
+        preds, target = preds[..., class_id], target[..., class_id]
+    return preds.reshape(-1), target.reshape(-1) > 0.5
 
-    Inputs are flattened to one binary problem (as Keras does without `class_id`), or reduced to
-    the column `class_id`. The inner metric is built on the first update, when the number of
-    classes is known; it runs with `validate_args=False` so that no update reads the host.
+
+def _no_weights(metric: Metric, sample_weight: torch.Tensor | None) -> None:
+    if sample_weight is not None:
+        raise TypeError(
+            f"Metric {metric.name!r} does not take sample weights; list it in "
+            "`metrics`, not `weighted_metrics`."
+        )
+
+
+class _ConfusionMetric(Metric):
+    """Counts of true/false positives/negatives at one threshold, accumulated on the device.
+
+    Args:
+        thresholds: predictions above it count as positive (0.5 when None).
+        class_id: restrict to this column of one-hot or multi-label data.
+        name: the name shown in logs.
     """
 
     def __init__(
-        self,
-        name: str,
-        higher_is_better: bool,
-        class_id: int | None = None,
-        from_logits: bool = False,
+        self, thresholds: float | None = None, class_id: int | None = None, name: str | None = None
     ):
+        if thresholds is not None and (
+            isinstance(thresholds, bool) or not isinstance(thresholds, float | int)
+        ):
+            raise TypeError(f"`thresholds` must be one number in [0, 1]; got {thresholds!r}.")
         super().__init__(name=name)
-        self.direction = "up" if higher_is_better else "down"
+        self.threshold = 0.5 if thresholds is None else float(thresholds)
         self.class_id = class_id
-        self.from_logits = from_logits
-        self.inner: torchmetrics.Metric | None = None
-
-    def _build(self, preds: torch.Tensor, target: torch.Tensor) -> torchmetrics.Metric:
-        raise NotImplementedError
-
-    def _prepare(self, preds: torch.Tensor, target: torch.Tensor):
-        if self.from_logits:
-            preds = torch.sigmoid(preds)
-        target, preds = match_shapes(target, preds, self.name)
-        if self.class_id is not None:
-            preds, target = preds[..., self.class_id], target[..., self.class_id]
-        return preds.reshape(-1), target.reshape(-1).long()
+        for state in ("tp", "fp", "tn", "fn"):
+            self.add_state(state, torch.zeros(()), dist_reduce_fx="sum")
 
     def update(
         self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
     ) -> None:
-        if sample_weight is not None:
-            raise TypeError(
-                f"Metric {self.name!r} does not take sample weights; list it in "
-                "`metrics`, not `weighted_metrics`."
-            )
-        preds, target = self._prepare(preds, target)
-        if self.inner is None:
-            self.inner = self._build(preds, target).to(preds.device)
-        self.inner.update(preds, target)
+        _no_weights(self, sample_weight)
+        preds, positive = _binary_inputs(self.name, preds, target, self.class_id)
+        predicted = preds > self.threshold
+        self.tp.add_((predicted & positive).sum())
+        self.fp.add_((predicted & ~positive).sum())
+        self.tn.add_((~predicted & ~positive).sum())
+        self.fn.add_((~predicted & positive).sum())
+
+
+def _divide_no_nan(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    return torch.where(
+        denominator > 0, numerator / denominator.clamp(min=1e-30), torch.zeros_like(numerator)
+    )
+
+
+class Precision(_ConfusionMetric):
+    """Precision `tp / (tp + fp)` at `thresholds` (0.5 by default) over all entries."""
+
+    higher_is_better = True
 
     def compute(self) -> torch.Tensor:
-        if self.inner is None:
-            return torch.tensor(float("nan"), device=self.device)
-        return self.inner.compute()
-
-    def reset(self) -> None:
-        super().reset()
-        if self.inner is not None:
-            self.inner.reset()
+        return _divide_no_nan(self.tp, self.tp + self.fp)
 
 
-class AUC(_ClassificationMetric):
+class Recall(_ConfusionMetric):
+    """Recall `tp / (tp + fn)` at `thresholds` (0.5 by default) over all entries."""
+
+    higher_is_better = True
+
+    def compute(self) -> torch.Tensor:
+        return _divide_no_nan(self.tp, self.tp + self.fn)
+
+
+class TruePositives(_ConfusionMetric):
+    """Count of true positives at `thresholds` (0.5 by default)."""
+
+    higher_is_better = True
+
+    def compute(self) -> torch.Tensor:
+        return self.tp
+
+
+class FalsePositives(_ConfusionMetric):
+    """Count of false positives at `thresholds` (0.5 by default)."""
+
+    def compute(self) -> torch.Tensor:
+        return self.fp
+
+
+class TrueNegatives(_ConfusionMetric):
+    """Count of true negatives at `thresholds` (0.5 by default)."""
+
+    higher_is_better = True
+
+    def compute(self) -> torch.Tensor:
+        return self.tn
+
+
+class FalseNegatives(_ConfusionMetric):
+    """Count of false negatives at `thresholds` (0.5 by default)."""
+
+    def compute(self) -> torch.Tensor:
+        return self.fn
+
+
+class AUC(Metric):
     """Area under the ROC (or precision-recall) curve, from `num_thresholds` thresholds.
 
+    As in Keras, predictions are counted against evenly spaced thresholds in [0, 1] (the end
+    ones nudged by epsilon) and the curve is integrated with the trapezoidal rule; all entries
+    form one binary problem.
+
     Args:
-        num_thresholds: how many thresholds discretise the curve.
+        num_thresholds: how many thresholds discretise the curve (> 1).
         curve: `'ROC'` or `'PR'`.
         from_logits: whether predictions are logits (a sigmoid is applied).
         name: the name shown in logs.
     """
+
+    higher_is_better = True
 
     def __init__(
         self,
@@ -513,80 +570,45 @@ class AUC(_ClassificationMetric):
     ):
         if curve not in ("ROC", "PR"):
             raise ValueError(f"`curve` must be 'ROC' or 'PR'; got {curve!r}.")
-        super().__init__(name, True, from_logits=from_logits)
-        self.num_thresholds = num_thresholds
-        self.curve = curve
+        if (
+            isinstance(num_thresholds, bool)
+            or not isinstance(num_thresholds, int)
+            or num_thresholds < 2
+        ):
+            raise ValueError(f"`num_thresholds` must be an integer > 1; got {num_thresholds!r}.")
+        super().__init__(name=name)
+        self.curve, self.from_logits = curve, from_logits
+        thresholds = torch.linspace(0.0, 1.0, num_thresholds)
+        thresholds[0], thresholds[-1] = -1e-7, 1.0 + 1e-7
+        self.register_buffer("thresholds", thresholds, persistent=False)
+        for state in ("tp", "fp"):
+            self.add_state(state, torch.zeros(num_thresholds), dist_reduce_fx="sum")
+        for state in ("positives", "negatives"):
+            self.add_state(state, torch.zeros(()), dist_reduce_fx="sum")
 
-    def _build(self, preds, target):
-        cls = tmc.BinaryAUROC if self.curve == "ROC" else tmc.BinaryAveragePrecision
-        return cls(thresholds=self.num_thresholds, validate_args=False)
-
-
-class _ThresholdMetric(_ClassificationMetric):
-    stat: str = ""
-
-    def __init__(
-        self, thresholds: float | None = None, class_id: int | None = None, name: str | None = None
-    ):
-        if thresholds is not None and not isinstance(thresholds, float | int):
-            raise TypeError(f"`thresholds` must be one number in [0, 1]; got {thresholds!r}.")
-        super().__init__(
-            name or _snake_case(type(self).__name__),
-            self.stat in ("precision", "recall", "tp", "tn"),
-            class_id=class_id,
-        )
-        self.threshold = 0.5 if thresholds is None else float(thresholds)
-
-    def _build(self, preds, target):
-        if self.stat == "precision":
-            return tmc.BinaryPrecision(threshold=self.threshold, validate_args=False)
-        if self.stat == "recall":
-            return tmc.BinaryRecall(threshold=self.threshold, validate_args=False)
-        return tmc.BinaryStatScores(threshold=self.threshold, validate_args=False)
+    def update(
+        self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> None:
+        _no_weights(self, sample_weight)
+        preds, positive = _binary_inputs(self.name, preds, target, None)
+        if self.from_logits:
+            preds = torch.sigmoid(preds)
+        above = preds.unsqueeze(-1) > self.thresholds.to(preds.dtype)
+        self.tp.add_((above & positive.unsqueeze(-1)).sum(0))
+        self.fp.add_((above & ~positive.unsqueeze(-1)).sum(0))
+        self.positives.add_(positive.sum())
+        self.negatives.add_((~positive).sum())
 
     def compute(self) -> torch.Tensor:
-        value = super().compute()
-        index = {"tp": 0, "fp": 1, "tn": 2, "fn": 3}.get(self.stat)
-        return value if index is None or self.inner is None else value[index].float()
+        recall = _divide_no_nan(self.tp, self.positives.expand_as(self.tp))
+        if self.curve == "ROC":
+            x, y = _divide_no_nan(self.fp, self.negatives.expand_as(self.fp)), recall
+        else:
+            x, y = recall, _divide_no_nan(self.tp, self.tp + self.fp)
+        return ((x[:-1] - x[1:]) * (y[:-1] + y[1:]) / 2.0).sum()
 
 
-class Precision(_ThresholdMetric):
-    """Precision `tp / (tp + fp)` at `thresholds` (0.5 by default) over all entries."""
-
-    stat = "precision"
-
-
-class Recall(_ThresholdMetric):
-    """Recall `tp / (tp + fn)` at `thresholds` (0.5 by default) over all entries."""
-
-    stat = "recall"
-
-
-class TruePositives(_ThresholdMetric):
-    """Count of true positives at `thresholds` (0.5 by default)."""
-
-    stat = "tp"
-
-
-class FalsePositives(_ThresholdMetric):
-    """Count of false positives at `thresholds` (0.5 by default)."""
-
-    stat = "fp"
-
-
-class TrueNegatives(_ThresholdMetric):
-    """Count of true negatives at `thresholds` (0.5 by default)."""
-
-    stat = "tn"
-
-
-class FalseNegatives(_ThresholdMetric):
-    """Count of false negatives at `thresholds` (0.5 by default)."""
-
-    stat = "fn"
-
-
-class FBetaScore(_ClassificationMetric):
+class FBetaScore(Metric):
     """F-beta score of one-hot (or multi-label) targets, per class or averaged.
 
     Args:
@@ -595,6 +617,8 @@ class FBetaScore(_ClassificationMetric):
         threshold: predictions above it count as positive; None takes each row's arg-max.
         name: the name shown in logs.
     """
+
+    higher_is_better = True
 
     def __init__(
         self,
@@ -607,23 +631,44 @@ class FBetaScore(_ClassificationMetric):
             raise ValueError(
                 f"`average` must be None, 'micro', 'macro' or 'weighted'; got {average!r}."
             )
-        super().__init__(name, True)
+        if beta <= 0:
+            raise ValueError(f"`beta` must be > 0; got {beta}.")
+        super().__init__(name=name)
         self.average, self.beta, self.threshold = average, beta, threshold
+        for state in ("tp", "fp", "fn"):
+            self.add_state(state, torch.zeros(0), dist_reduce_fx="sum")
 
-    def _prepare(self, preds, target):
+    def update(
+        self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> None:
+        _no_weights(self, sample_weight)
         target, preds = match_shapes(target, preds, self.name)
+        num_classes = preds.shape[-1]
         if self.threshold is None:
-            preds = torch.nn.functional.one_hot(preds.argmax(-1), preds.shape[-1])
-        return preds.reshape(-1, preds.shape[-1]), target.reshape(-1, target.shape[-1]).long()
+            predicted = torch.nn.functional.one_hot(preds.argmax(-1), num_classes).bool()
+        else:
+            predicted = preds > self.threshold
+        predicted = predicted.reshape(-1, num_classes)
+        positive = (target > 0.5).reshape(-1, num_classes)
+        if self.tp.numel() == 0:  # first batch: one counter per class
+            for state in ("tp", "fp", "fn"):
+                setattr(self, state, torch.zeros(num_classes, device=preds.device))
+        self.tp.add_((predicted & positive).sum(0))
+        self.fp.add_((predicted & ~positive).sum(0))
+        self.fn.add_((~predicted & positive).sum(0))
 
-    def _build(self, preds, target):
-        return tmc.MultilabelFBetaScore(
-            beta=self.beta,
-            num_labels=preds.shape[-1],
-            threshold=self.threshold or 0.5,
-            average=self.average or "none",
-            validate_args=False,
-        )
+    def compute(self) -> torch.Tensor:
+        tp, fp, fn = self.tp, self.fp, self.fn
+        if self.average == "micro":
+            tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+        beta2 = self.beta**2
+        score = _divide_no_nan((1 + beta2) * tp, (1 + beta2) * tp + beta2 * fn + fp)
+        if self.average == "macro":
+            return score.mean()
+        if self.average == "weighted":
+            support = tp + fn
+            return _divide_no_nan((score * support).sum(), support.sum())
+        return score
 
 
 class F1Score(FBetaScore):
