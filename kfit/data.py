@@ -98,7 +98,7 @@ def standardize_dtypes(tree: Tree, float_dtype: torch.dtype, is_target: bool = F
             return tensor.to(float_dtype)
         return tensor
 
-    return map_tree(convert, tree)
+    return None if tree is None else map_tree(convert, tree)
 
 
 def num_samples(x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> int:

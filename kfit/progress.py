@@ -3,8 +3,9 @@
 `Progbar` renders; `kfit.callbacks.ProgbarLogger` decides when. Three places it can draw:
 
 - a terminal: one tqdm bar redrawn in place, at most every 0.05 s;
-- a Jupyter notebook: a `tqdm.auto` widget, at most every 0.1 s (text fallback without
-  ipywidgets);
+- a Jupyter notebook: a `tqdm.auto` widget while the epoch runs, at most every 0.1 s (text
+  fallback without ipywidgets), replaced by the final text line when it ends, so saved
+  notebooks show the log without widget state;
 - anything else (a file, a pipe, CI): no redraws, exactly one final line per epoch.
 
 The final line is Keras's:
@@ -132,24 +133,29 @@ class Progbar:
             self.stream.flush()
             return
         text = f" - {elapsed:.0f}s {per_step}/step{values}"
-        if self._bar is None:  # never drawn live (not interactive, or a very short epoch)
-            line = tqdm.std.tqdm.format_meter(
-                current, self.target, elapsed, bar_format=self._bar_format(text), ascii=".>="
-            )
-            self.stream.write(("\r" if self._interval is not None else "") + line + "\n")
-            self.stream.flush()
+        if self._bar is not None and not self._notebook:
+            self._bar.bar_format = self._bar_format(text)
+            self._bar.n = current
+            self._bar.close()  # draws the final state once and keeps the line
+            self._bar = None
             return
-        self._bar.bar_format = self._bar_format(text)
-        self._bar.n = current
-        self._bar.close()  # draws the final state once and keeps the line
-        self._bar = None
+        if self._bar is not None:  # a notebook widget goes; the text line below stays
+            self._bar.close()
+            self._bar = None
+        line = tqdm.std.tqdm.format_meter(
+            current, self.target, elapsed, bar_format=self._bar_format(text, text_only=True),
+            ascii=".>=",
+        )
+        prefix = "\r" if self._interval is not None and not self._notebook else ""
+        self.stream.write(prefix + line + "\n")
+        self.stream.flush()
 
-    def _bar_format(self, text: str) -> str:
+    def _bar_format(self, text: str, text_only: bool = False) -> str:
         escaped = text.replace("{", "{{").replace("}", "}}")
         count = f"{{n:>{self.width}d}}/" + ("{total}" if self.target else "Unknown")
         if not self.target:
             return count + escaped
-        bar = "{bar}" if self._notebook else f"[{{bar:{BAR_WIDTH}}}]"
+        bar = "{bar}" if self._notebook and not text_only else f"[{{bar:{BAR_WIDTH}}}]"
         return f"{count} {bar}{escaped}"
 
     def _draw(self, current: int, text: str) -> None:
@@ -160,10 +166,11 @@ class Progbar:
                 ascii=".>=",
                 mininterval=0,
                 miniters=1,
-                leave=True,
+                leave=not self._notebook,
                 dynamic_ncols=False,
-                ncols=4096,
-                nrows=4096,  # a pseudo-terminal may report a 0x0 screen
+                # A pseudo-terminal may report a 0x0 screen, which would hide the bar.
+                ncols=None if self._notebook else 4096,
+                nrows=None if self._notebook else 4096,
                 bar_format=self._bar_format(text),
                 initial=current,
             )
