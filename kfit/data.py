@@ -145,6 +145,12 @@ def move_tree(tree: Tree, device: torch.device) -> Tree:
     )
 
 
+def _pinned(tree: Tree) -> Tree:
+    if tree is None or not torch.cuda.is_available():
+        return tree
+    return map_tree(lambda t: t.pin_memory(), tree)
+
+
 def unpack(data: Any) -> Batch:
     """Splits what a data set yields into `(x, y, sample_weight)`, as Keras does."""
     if isinstance(data, tuple | list):
@@ -196,14 +202,7 @@ class ArrayData:
         )
         free, _ = torch.cuda.mem_get_info(device)
         if nbytes > _ON_DEVICE_SHARE * free:
-            pin = (lambda t: t.pin_memory()) if torch.cuda.is_available() else (lambda t: t)
-            return ArrayData(
-                *(
-                    map_tree(pin, t) if t is not None else None
-                    for t in (self.x, self.y, self.sample_weight)
-                ),
-                self.size,
-            )
+            return self  # stays on the host; each batch is copied from pinned memory
         return ArrayData(
             move_tree(self.x, device),
             move_tree(self.y, device),
@@ -223,7 +222,9 @@ class ArrayData:
                 index_tree(self.y, index),
                 index_tree(self.sample_weight, index),
             )
-            yield batch if data_device == device else tuple(move_tree(t, device) for t in batch)
+            if data_device != device:  # data too big for the GPU: copy from pinned memory
+                batch = tuple(move_tree(_pinned(t), device) for t in batch)
+            yield batch
 
     def split(self, validation_split: float) -> tuple[ArrayData, ArrayData]:
         """Keras's rule: the last `N - floor(N * (1 - s))` samples, before any shuffling."""

@@ -143,7 +143,10 @@ class Progbar:
             self._bar.close()
             self._bar = None
         line = tqdm.std.tqdm.format_meter(
-            current, self.target, elapsed, bar_format=self._bar_format(text, text_only=True),
+            current,
+            self.target,
+            elapsed,
+            bar_format=self._bar_format(text, text_only=True),
             ascii=".>=",
         )
         prefix = "\r" if self._interval is not None and not self._notebook else ""

@@ -183,7 +183,7 @@ class Trainer:
             ValueError, TypeError: for invalid arguments, before any weight changes.
         """
         self._check_compiled("fit")
-        verbose = _check_verbose(verbose)
+        verbose_arg, verbose = verbose, _check_verbose(verbose)
         _check_int("batch_size", batch_size, 1, allow_none=True)
         _check_int("epochs", epochs, 0)
         _check_int("initial_epoch", initial_epoch, 0)
@@ -226,12 +226,14 @@ class Trainer:
         train = train.to(self.device) if isinstance(train, ArrayData) else train
         val = val.to(self.device) if isinstance(val, ArrayData) else val
 
+        if isinstance(train, ArrayData):
+            self._check_first_batch(train, batch_size)
         steps = steps_per_epoch or train.num_batches(batch_size)
         history = History()
         callback_list = CallbackList(
             [*(callbacks or []), history, *([ProgbarLogger()] if verbose else [])],
             self,
-            {"verbose": verbose, "epochs": epochs, "steps": steps},
+            {"verbose": verbose_arg, "epochs": epochs, "steps": steps},
         )
         batches = self._batch_stream(train, batch_size, shuffle, steps_per_epoch)
         self.stop_training = False
@@ -259,6 +261,22 @@ class Trainer:
                 break
         callback_list.on_train_end(epoch_logs)
         return history
+
+    def _check_first_batch(self, data: ArrayData, batch_size: int) -> None:
+        """Runs the loss and metrics once on the first batch, in eval mode, without gradients.
+
+        This settles `'accuracy'`/`'crossentropy'`, materialises lazy modules, and raises any
+        shape error before training starts: no weight, buffer or optimizer state changes.
+        """
+        first = next(data.batches(batch_size, False, self.device))
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self.test_step(first)
+        finally:
+            self.reset_metrics()
+            self.train(was_training)
 
     def _run_epoch(
         self,
