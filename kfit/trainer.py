@@ -407,6 +407,14 @@ class Trainer:
             order, or a dict when `return_dict=True`.
         """
         self._check_compiled("evaluate")
+        data, batch_size, callback_list = self._prepare_run(
+            x, y, sample_weight, batch_size, verbose, steps, callbacks
+        )
+        logs = self._evaluate_data(data, batch_size, steps, callback_list)
+        return self._shape_result(logs, return_dict)
+
+    def _prepare_run(self, x, y, sample_weight, batch_size, verbose, steps, callbacks):
+        """Validates the arguments shared by `evaluate` and `predict`; builds data and hooks."""
         verbose = _check_verbose(verbose)
         _check_int("batch_size", batch_size, 1, allow_none=True)
         _check_int("steps", steps, 1, allow_none=True)
@@ -420,7 +428,11 @@ class Trainer:
             self,
             {"verbose": verbose, "epochs": 1, "steps": steps or data.num_batches(batch_size)},
         )
-        logs = self._evaluate_data(data, batch_size, steps, callback_list)
+        return data, batch_size, callback_list
+
+    @staticmethod
+    def _shape_result(logs: dict[str, Any], return_dict: bool):
+        """Keras's return value: a dict, the loss alone, or `[loss, *metrics]`."""
         if return_dict:
             return logs
         values = list(logs.values())
@@ -471,18 +483,8 @@ class Trainer:
         Returns:
             A numpy array, or a tuple/list/dict of them matching the model's outputs.
         """
-        verbose = _check_verbose(verbose)
-        _check_int("batch_size", batch_size, 1, allow_none=True)
-        _check_int("steps", steps, 1, allow_none=True)
-        batch_size = batch_size or 32
-        data = data_module.make_data(
-            x, None, None, self.float_dtype, batch_size=batch_size, shuffle=False
-        )
-        data = data.to(self.device) if isinstance(data, ArrayData) else data
-        callback_list = CallbackList(
-            [*(callbacks or []), *([ProgbarLogger()] if verbose else [])],
-            self,
-            {"verbose": verbose, "epochs": 1, "steps": steps or data.num_batches(batch_size)},
+        data, batch_size, callback_list = self._prepare_run(
+            x, None, None, batch_size, verbose, steps, callbacks
         )
         was_training = self.training
         self.eval()
@@ -526,7 +528,7 @@ class Trainer:
         self.reset_metrics()
         self.train()
         self.train_step(self._whole_batch(data))
-        return self._batch_result(return_dict)
+        return self._shape_result(self.get_metrics_result(), return_dict)  # sync point
 
     def test_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
@@ -542,7 +544,7 @@ class Trainer:
         with torch.no_grad():
             self.test_step(self._whole_batch(data))
         self.train(was_training)
-        return self._batch_result(return_dict)
+        return self._shape_result(self.get_metrics_result(), return_dict)  # sync point
 
     def predict_on_batch(self, x: Any) -> Any:
         """The model's outputs for one batch, as numpy."""
@@ -562,13 +564,6 @@ class Trainer:
             data_module.move_tree(data.y, self.device),
             data_module.move_tree(data.sample_weight, self.device),
         )
-
-    def _batch_result(self, return_dict: bool):
-        logs = self.get_metrics_result()  # sync point
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
 
 
 def _concatenate(outputs: list[Any]) -> Any:
