@@ -50,20 +50,15 @@ def keras_accuracy_kind(y_true: torch.Tensor, y_pred: torch.Tensor) -> str:
     return "categorical"
 
 
-class LossTracker(metrics_module.Metric):
+class LossTracker(metrics_module._Accumulator):
     """The epoch `loss`: batch losses averaged with their batch sizes as weights (Keras)."""
 
     def __init__(self, name: str = "loss"):
         super().__init__(name=name)
-        self.add_state("total", torch.zeros(()), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros(()), dist_reduce_fx="sum")
 
     def update(self, loss: torch.Tensor, batch_size: int) -> None:  # type: ignore[override]
         self.total.add_(loss.detach(), alpha=batch_size)
-        self.count.add_(batch_size)
-
-    def compute(self) -> torch.Tensor:
-        return self.total / self.count
+        self._accumulate_count(batch_size)
 
 
 class CompiledLoss:
