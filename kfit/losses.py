@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -780,12 +781,10 @@ class Tversky(LossFunctionWrapper):
 
 
 def _snake_case(name: str) -> str:
-    out = []
-    for i, char in enumerate(name):
-        if char.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(char.lower())
-    return "".join(out)
+    """Keras's `to_snake_case`: `TopKCategoricalAccuracy` -> `top_k_categorical_accuracy`."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 _CLASSES = [

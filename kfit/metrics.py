@@ -872,13 +872,12 @@ _CLASSES = [
     TrueNegatives,
     TruePositives,
 ]
-_SNAKE_IDS = {"FBetaScore": "f_beta_score"}  # Keras's to_snake_case spelling
 
 #: Every string id `compile(metrics=[...])` accepts: class names, their snake_case forms and
 #: Keras's aliases. `'accuracy'`/`'acc'` are settled from the data's shapes by compile.
 ALL_OBJECTS_DICT: dict[str, type[Metric]] = {
     **{cls.__name__: cls for cls in _CLASSES},
-    **{_SNAKE_IDS.get(cls.__name__, _snake_case(cls.__name__)): cls for cls in _CLASSES},
+    **{_snake_case(cls.__name__): cls for cls in _CLASSES},
     "bce": BinaryCrossentropy,
     "BCE": BinaryCrossentropy,
     "mse": MeanSquaredError,
