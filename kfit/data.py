@@ -70,7 +70,8 @@ def to_tensor(value: Any, arg_name: str) -> torch.Tensor:
             f"`{arg_name}` must hold numbers; got an array of dtype {array.dtype}"
             + (f" (first item {array.flat[0]!r})." if array.size else ".")
         )
-    return torch.from_numpy(np.ascontiguousarray(array))
+    # ascontiguousarray would turn a 0-d array into shape (1,), hiding a missing batch axis.
+    return torch.from_numpy(np.ascontiguousarray(array) if array.ndim else array)
 
 
 def to_tensor_tree(value: Any, arg_name: str) -> Tree:

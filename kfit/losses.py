@@ -866,8 +866,26 @@ UNSUPPORTED = {
 def closest_name(name: str, names: list[str]) -> str | None:
     """Returns the valid name nearest to `name` (ignoring case), or None."""
     lowered = {n.lower(): n for n in names}
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.4)
-    return lowered[match[0]] if match else None
+    matches = difflib.get_close_matches(name.lower(), list(lowered), n=5, cutoff=0.4)
+    if not matches:
+        return None
+    # difflib's ratio misses swapped letters ('adma' scores 'adamax' above 'adam'): among its
+    # candidates take the fewest edits, a swap counting as one; ties keep difflib's order.
+    return lowered[min(matches, key=lambda match: _edit_distance(name.lower(), match))]
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps."""
+    before, previous = None, list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        row = [i]
+        for j, char_b in enumerate(b, 1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            if before is not None and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                cost = min(cost, before[j - 2] + 1)
+            row.append(cost)
+        before, previous = previous, row
+    return previous[-1]
 
 
 def unknown_id_error(kind: str, identifier: str, names: list[str], where: str) -> ValueError:

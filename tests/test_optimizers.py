@@ -1,0 +1,349 @@
+"""`kfit.optimizers`: Keras ids and defaults on torch.optim, clipping, weight decay, Lion, Ftrl.
+
+The update rules are checked against numpy transcriptions of Keras 3's `update_step`s
+(`keras/src/optimizers/{lion,ftrl}.py`) and of its `BaseOptimizer` clipping and decoupled
+weight decay, one or a few steps at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import kfit
+from kfit import optimizers
+
+# --------------------------------------------------------------------------- Keras defaults
+
+KERAS_DEFAULTS = [
+    ("sgd", torch.optim.SGD, {"lr": 0.01, "momentum": 0.0, "nesterov": False}),
+    (
+        "rmsprop",
+        torch.optim.RMSprop,
+        {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7, "momentum": 0.0, "centered": False},
+    ),
+    (
+        "adam",
+        torch.optim.Adam,
+        {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-7, "amsgrad": False, "weight_decay": 0.0},
+    ),
+    (
+        "adamw",
+        torch.optim.AdamW,
+        {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.004},
+    ),
+    (
+        "adagrad",
+        torch.optim.Adagrad,
+        {"lr": 1e-3, "initial_accumulator_value": 0.1, "eps": 1e-7},
+    ),
+    ("adadelta", torch.optim.Adadelta, {"lr": 1e-3, "rho": 0.95, "eps": 1e-7}),
+    ("adamax", torch.optim.Adamax, {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-7}),
+    (
+        "nadam",
+        torch.optim.NAdam,
+        {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-7, "momentum_decay": 0.004},
+    ),
+    (
+        "adafactor",
+        torch.optim.Adafactor,
+        {"lr": 1e-3, "beta2_decay": -0.8, "eps": (1e-30, 1e-3), "d": 1.0},
+    ),
+]
+
+
+def _compiled(optimizer: Any, module: nn.Module | None = None) -> kfit.Model:
+    model = kfit.Model(module or nn.Linear(3, 2))
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+@pytest.mark.parametrize(
+    ("identifier", "torch_class", "expected"), KERAS_DEFAULTS, ids=[c[0] for c in KERAS_DEFAULTS]
+)
+def test_string_id_builds_torch_optimizer_with_keras_defaults(identifier, torch_class, expected):
+    optimizer = _compiled(identifier).optimizer
+
+    group = optimizer.param_groups[0]
+    assert type(optimizer) is torch_class
+    assert {key: group[key] for key in expected} == expected
+
+
+def test_lion_id_has_keras_defaults():
+    group = _compiled("lion").optimizer.param_groups[0]
+
+    assert (group["lr"], tuple(group["betas"])) == (1e-3, (0.9, 0.99))
+
+
+def test_ftrl_id_has_keras_defaults():
+    group = _compiled("ftrl").optimizer.param_groups[0]
+
+    assert (group["lr"], group["lr_power"], group["l1"], group["l2"]) == (1e-3, -0.5, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "expected"),
+    [
+        (optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True), {"momentum": 0.9}),
+        (optimizers.RMSprop(rho=0.8, epsilon=1e-5), {"alpha": 0.8, "eps": 1e-5}),
+        (optimizers.Adam(beta_1=0.8, beta_2=0.95), {"betas": (0.8, 0.95)}),
+        (optimizers.Adagrad(initial_accumulator_value=0.5), {"initial_accumulator_value": 0.5}),
+        (optimizers.Adadelta(rho=0.5), {"rho": 0.5}),
+    ],
+)
+def test_keras_argument_names_map_to_torch_hyper_parameters(optimizer, expected):
+    group = _compiled(optimizer).optimizer.param_groups[0]
+
+    assert {key: group[key] for key in expected} == expected
+
+
+def test_learning_rate_sets_torch_lr():
+    group = _compiled(optimizers.Adam(learning_rate=0.25)).optimizer.param_groups[0]
+
+    assert group["lr"] == 0.25
+
+
+def test_negative_learning_rate_raises():
+    with pytest.raises(ValueError, match="learning_rate"):
+        optimizers.SGD(learning_rate=-1.0)
+
+
+def test_unknown_keras_option_raises_naming_it():
+    with pytest.raises(TypeError, match="use_ema"):
+        optimizers.Adam(use_ema=True)
+
+
+@pytest.mark.parametrize("identifier", ["muon", "schedulefreeadamw"])
+def test_unsupported_keras_id_raises_saying_so(identifier):
+    with pytest.raises(ValueError, match="not supported"):
+        optimizers.get(identifier)
+
+
+@pytest.mark.parametrize("option", ["clipnorm", "clipvalue", "global_clipnorm"])
+def test_non_positive_clip_option_raises_naming_it(option):
+    with pytest.raises(ValueError, match=option):
+        optimizers.SGD(**{option: 0.0})
+
+
+# --------------------------------------------------------------------------- one step of SGD
+
+
+def _linear(seed: int = 0) -> nn.Linear:
+    """A 3→2 linear layer with fixed, fairly large weights, so gradients are large too."""
+    generator = torch.Generator().manual_seed(seed)
+    layer = nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(2, 3, generator=generator) * 3)
+        layer.bias.copy_(torch.randn(2, generator=generator) * 3)
+    return layer
+
+
+def _batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 2)).astype(np.float32)
+
+
+def _reference_grads(layer: nn.Linear, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """The mse gradients of a copy of `layer` (Keras's mse: mean over features and samples)."""
+    weight = layer.weight.detach().clone().requires_grad_()
+    bias = layer.bias.detach().clone().requires_grad_()
+    loss = F.mse_loss(torch.from_numpy(x) @ weight.T + bias, torch.from_numpy(y))
+    loss.backward()
+    return {"weight": weight.grad.double().numpy(), "bias": bias.grad.double().numpy()}
+
+
+def _params(layer: nn.Linear) -> dict[str, np.ndarray]:
+    return {
+        "weight": layer.weight.detach().cpu().double().numpy(),
+        "bias": layer.bias.detach().cpu().double().numpy(),
+    }
+
+
+def _step_with(optimizer: Any) -> tuple[dict, dict, dict]:
+    """Returns (weights before, reference gradients, weights after one kfit step)."""
+    layer = _linear()
+    x, y = _batch()
+    before, grads = _params(layer), _reference_grads(layer, x, y)
+    model = _compiled(optimizer, layer)
+    model.train_on_batch(x, y)
+    return before, grads, _params(layer)
+
+
+def _assert_sgd_step(before, grads, after, lr):
+    for name in before:
+        np.testing.assert_allclose(
+            after[name], before[name] - lr * grads[name], rtol=1e-5, atol=1e-6
+        )
+
+
+def test_clipnorm_clips_each_gradient_to_the_norm():
+    clipnorm = 0.5
+    before, grads, after = _step_with(optimizers.SGD(learning_rate=0.1, clipnorm=clipnorm))
+
+    norms = {name: np.linalg.norm(g) for name, g in grads.items()}
+    assert min(norms.values()) > clipnorm  # clipping is active for every tensor
+    clipped = {name: g * clipnorm / max(norms[name], clipnorm) for name, g in grads.items()}
+    _assert_sgd_step(before, clipped, after, 0.1)
+
+
+def test_clipnorm_leaves_small_gradients_alone():
+    before, grads, after = _step_with(optimizers.SGD(learning_rate=0.1, clipnorm=1e6))
+
+    _assert_sgd_step(before, grads, after, 0.1)
+
+
+def test_clipvalue_clips_each_gradient_entry():
+    clipvalue = 0.5
+    before, grads, after = _step_with(optimizers.SGD(learning_rate=0.1, clipvalue=clipvalue))
+
+    assert max(np.abs(g).max() for g in grads.values()) > clipvalue
+    clipped = {name: np.clip(g, -clipvalue, clipvalue) for name, g in grads.items()}
+    _assert_sgd_step(before, clipped, after, 0.1)
+
+
+def test_global_clipnorm_scales_all_gradients_together():
+    clipnorm = 0.5
+    before, grads, after = _step_with(optimizers.SGD(learning_rate=0.1, global_clipnorm=clipnorm))
+
+    total = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
+    assert total > clipnorm
+    clipped = {name: g * clipnorm / total for name, g in grads.items()}
+    _assert_sgd_step(before, clipped, after, 0.1)
+
+
+def test_weight_decay_is_decoupled_and_applied_before_the_update():
+    lr, decay = 0.1, 0.5
+    before, grads, after = _step_with(optimizers.SGD(learning_rate=lr, weight_decay=decay))
+
+    # Keras: w -= w * weight_decay * lr, then the plain update with the gradient at the old w.
+    for name in before:
+        expected = before[name] - before[name] * decay * lr - lr * grads[name]
+        np.testing.assert_allclose(after[name], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer_class", [optimizers.Adam, optimizers.AdamW])
+def test_adam_weight_decay_is_decoupled_not_l2(optimizer_class):
+    lr, decay, epsilon = 0.1, 0.5, 1e-7
+    optimizer = optimizer_class(learning_rate=lr, weight_decay=decay, epsilon=epsilon)
+    before, grads, after = _step_with(optimizer)
+
+    # Adam's first step moves each weight by lr * g / (|g| + eps); an L2 penalty would have
+    # added decay * w to g instead.
+    for name in before:
+        g = grads[name]
+        expected = before[name] * (1 - decay * lr) - lr * g / (np.abs(g) + epsilon)
+        np.testing.assert_allclose(after[name], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_with_weight_decay_keeps_torch_weight_decay_zero():
+    group = _compiled(optimizers.Adam(weight_decay=0.5)).optimizer.param_groups[0]
+
+    assert group["weight_decay"] == 0.0
+
+
+# --------------------------------------------------------------------------- Lion and Ftrl
+
+
+def _numpy_lion(w, grads, lr, beta_1, beta_2):
+    """Keras 3's `Lion.update_step`, applied once per gradient."""
+    m = np.zeros_like(w)
+    for g in grads:
+        w = w - lr * np.sign(m * beta_1 + g * (1.0 - beta_1))
+        m = m * beta_2 + g * (1.0 - beta_2)
+    return w
+
+
+def _numpy_ftrl(w, grads, lr, lr_power, init, l1, l2, l2_shrinkage, beta):
+    """Keras 3's `Ftrl.update_step`, applied once per gradient."""
+    accum, linear = np.full_like(w, init), np.zeros_like(w)
+    l2_reg = l2 + beta / (2.0 * lr)
+    for g in grads:
+        grad_to_use = g + 2 * l2_shrinkage * w
+        new_accum = accum + g**2
+        linear = linear + grad_to_use - (new_accum**-lr_power - accum**-lr_power) / lr * w
+        quadratic = new_accum**-lr_power / lr + 2 * l2_reg
+        w = (np.clip(linear, -l1, l1) - linear) / quadratic
+        accum = new_accum
+    return w
+
+
+def _run_torch(spec: optimizers.Optimizer, w0: np.ndarray, grads: list[np.ndarray]) -> np.ndarray:
+    param = nn.Parameter(torch.from_numpy(w0.copy()))
+    optimizer = spec.build([param])
+    for g in grads:
+        param.grad = torch.from_numpy(g.copy())
+        optimizer.step()
+    return param.detach().numpy()
+
+
+def _gradients(steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    rng = np.random.default_rng(2)
+    return rng.normal(size=(4, 3)), [rng.normal(size=(4, 3)) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize(
+    "options", [{}, {"learning_rate": 0.1, "beta_1": 0.5, "beta_2": 0.7}], ids=["default", "set"]
+)
+def test_lion_matches_keras_update_rule(steps, options):
+    w0, grads = _gradients(steps)
+    spec = optimizers.Lion(**options)
+    beta_1, beta_2 = options.get("beta_1", 0.9), options.get("beta_2", 0.99)
+
+    result = _run_torch(spec, w0, grads)
+
+    expected = _numpy_lion(w0, grads, spec.learning_rate, beta_1, beta_2)
+    np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
+
+
+FTRL_OPTIONS = {
+    "default": {},
+    "l1": {"learning_rate": 0.5, "l1_regularization_strength": 0.3},
+    "l2": {"learning_rate": 0.5, "l2_regularization_strength": 0.2},
+    "shrinkage": {"learning_rate": 0.5, "l2_shrinkage_regularization_strength": 0.1},
+    "beta": {"learning_rate": 0.5, "beta": 0.4, "learning_rate_power": -0.3},
+    "fixed_rate": {"learning_rate": 0.5, "learning_rate_power": 0.0},
+}
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize("options", FTRL_OPTIONS.values(), ids=FTRL_OPTIONS.keys())
+def test_ftrl_matches_keras_update_rule(steps, options):
+    w0, grads = _gradients(steps)
+    spec = optimizers.Ftrl(**options)
+
+    result = _run_torch(spec, w0, grads)
+
+    expected = _numpy_ftrl(
+        w0,
+        grads,
+        lr=spec.learning_rate,
+        lr_power=options.get("learning_rate_power", -0.5),
+        init=options.get("initial_accumulator_value", 0.1),
+        l1=options.get("l1_regularization_strength", 0.0),
+        l2=options.get("l2_regularization_strength", 0.0),
+        l2_shrinkage=options.get("l2_shrinkage_regularization_strength", 0.0),
+        beta=options.get("beta", 0.0),
+    )
+    np.testing.assert_allclose(result, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_ftrl_rejects_a_positive_learning_rate_power():
+    with pytest.raises(ValueError, match="learning_rate_power"):
+        _run_torch(optimizers.Ftrl(learning_rate_power=0.5), *_gradients(1))
+
+
+@pytest.mark.parametrize("identifier", ["lion", "ftrl"])
+def test_lion_and_ftrl_ids_train_a_model(identifier):
+    x, y = _batch()
+    model = _compiled(identifier, _linear())
+    before = model.module.weight.detach().clone()
+
+    model.fit(x, y, epochs=1, verbose=0)
+
+    assert not torch.equal(model.module.weight, before)
