@@ -750,6 +750,20 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
             axis=axis,
         )
 
+    def __call__(
+        self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        ignore_class = self.fn_kwargs["ignore_class"]
+        if ignore_class is None or self.reduction in (None, "none", "sum"):
+            return super().__call__(y_true, y_pred, sample_weight)
+        # As Keras masks them: ignored samples count neither in the sum nor in the divisor.
+        values = self.call(y_true, y_pred)
+        keep = (sparse_labels(y_true, y_pred, self.name) != ignore_class).to(values.dtype)
+        total = reduce_weighted(values, sample_weight, "sum")
+        if self.reduction == "mean_with_sample_weight" and sample_weight is not None:
+            return total / reduce_weighted(keep, sample_weight, "sum")
+        return total / keep.sum().clamp(min=1.0)
+
 
 class Dice(LossFunctionWrapper):
     """Dice loss over `axis` (the whole batch when None)."""

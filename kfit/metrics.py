@@ -314,6 +314,16 @@ class _Accumulator(Metric):
         self._fold_host_count()
         super().sync(*args, **kwargs)
 
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self._fold_host_count()  # torchmetrics snapshots the states, then resets
+        return super().forward(*args, **kwargs)
+
+    def merge_state(self, incoming_state: Any) -> None:
+        self._fold_host_count()
+        if isinstance(incoming_state, _Accumulator):
+            incoming_state._fold_host_count()
+        super().merge_state(incoming_state)
+
     def compute(self) -> torch.Tensor:
         self._fold_host_count()
         return self.total / self.count
@@ -705,11 +715,24 @@ class AUC(Metric):
 
     def compute(self) -> torch.Tensor:
         recall = _divide_no_nan(self.tp, self.positives.expand_as(self.tp))
-        if self.curve == "ROC":
-            x, y = _divide_no_nan(self.fp, self.negatives.expand_as(self.fp)), recall
-        else:
-            x, y = recall, _divide_no_nan(self.tp, self.tp + self.fp)
-        return ((x[:-1] - x[1:]) * (y[:-1] + y[1:]) / 2.0).sum()
+        if self.curve == "PR":
+            return self._interpolated_pr_auc()
+        fpr = _divide_no_nan(self.fp, self.negatives.expand_as(self.fp))
+        return ((fpr[:-1] - fpr[1:]) * (recall[:-1] + recall[1:]) / 2.0).sum()
+
+    def _interpolated_pr_auc(self) -> torch.Tensor:
+        # Keras's PR summation (Davis & Goadrich 2006): precision interpolated between
+        # thresholds, not trapezoids; see keras/src/metrics/confusion_metrics.py.
+        tp, predicted = self.tp, self.tp + self.fp
+        d_tp, d_predicted = tp[:-1] - tp[1:], predicted[:-1] - predicted[1:]
+        slope = _divide_no_nan(d_tp, d_predicted.clamp(min=0))
+        intercept = tp[1:] - slope * predicted[1:]
+        both = (predicted[:-1] > 0) & (predicted[1:] > 0)
+        ratio = torch.where(
+            both, _divide_no_nan(predicted[:-1], predicted[1:]), torch.ones_like(d_tp)
+        )
+        area = slope * (d_tp + intercept * torch.log(ratio))
+        return _divide_no_nan(area, self.positives.expand_as(area)).sum()
 
 
 class FBetaScore(Metric):
@@ -797,7 +820,7 @@ class R2Score(Metric):
     def __init__(self, num_regressors: int = 0, name: str = "r2_score"):
         super().__init__(name=name)
         self.num_regressors = num_regressors
-        for state in ("sum_y", "sum_y2", "sum_residual2", "count"):
+        for state in ("sum_y", "sum_y2", "sum_residual2", "count", "num_samples"):
             self.add_state(state, torch.zeros(()), dist_reduce_fx="sum")
 
     def update(self, preds, target, sample_weight=None) -> None:
@@ -811,18 +834,25 @@ class R2Score(Metric):
             self._defaults.update(
                 {s: torch.zeros(width) for s in ("sum_y", "sum_y2", "sum_residual2")}
             )
-        target, preds = target.reshape(-1, target.shape[-1]), preds.reshape(-1, preds.shape[-1])
-        self.sum_y.add_(target.sum(0))
-        self.sum_y2.add_((target * target).sum(0))
-        self.sum_residual2.add_(torch.square(target - preds).sum(0))
-        self.count.add_(target.shape[0])
+        if sample_weight is None:
+            weight = torch.ones_like(target)
+        else:
+            weight = torch.broadcast_to(_expand_weight(sample_weight, target), target.shape)
+        width = target.shape[-1]
+        target, preds, weight = (t.reshape(-1, width) for t in (target, preds, weight))
+        self.sum_y.add_((weight * target).sum(0))
+        self.sum_y2.add_((weight * target * target).sum(0))
+        self.sum_residual2.add_((weight * torch.square(target - preds)).sum(0))
+        self.count.add_(weight[:, 0].sum())
+        self.num_samples.add_(target.shape[0])
 
     def compute(self) -> torch.Tensor:
         mean = self.sum_y / self.count
         total = self.sum_y2 - self.count * mean * mean
         r2 = (1.0 - self.sum_residual2 / total).mean()
         if self.num_regressors:
-            r2 = 1.0 - (1.0 - r2) * (self.count - 1) / (self.count - self.num_regressors - 1)
+            n = self.num_samples
+            r2 = 1.0 - (1.0 - r2) * (n - 1) / (n - self.num_regressors - 1)
         return r2
 
 
