@@ -82,6 +82,7 @@ class Model(Trainer, nn.Module):
         self._optimizer_spec: optimizers_module.Optimizer | None = None
         self._compiled_loss: CompiledLoss | None = None
         self._device: torch.device | None = None
+        self.__dict__["_jit_forward"] = None
         self.stop_training = False
         self.history: Any = None
 
@@ -150,7 +151,8 @@ class Model(Trainer, nn.Module):
         )
         self._optimizer_source = optimizer_id
         self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
-        self._jit_forward = self._compile_forward() if jit_compile else None
+        # Kept out of nn.Module's registry: the compiled wrapper holds this very model.
+        self.__dict__["_jit_forward"] = self._compile_forward() if jit_compile else None
         self.stop_training = False
 
     @staticmethod
@@ -192,16 +194,10 @@ class Model(Trainer, nn.Module):
 
     def _compile_forward(self) -> Any:
         try:
-            return torch.compile(self.forward)
+            return torch.compile(self)
         except Exception as err:  # noqa: BLE001 - any backend failure falls back to eager
             warnings.warn(f"torch.compile is unavailable ({err}); running eagerly.", stacklevel=3)
             return None
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        jit_forward = self.__dict__.get("_jit_forward")
-        if jit_forward is not None:
-            return jit_forward(*args, **kwargs)
-        return super().__call__(*args, **kwargs)
 
     def _check_compiled(self, method: str) -> None:
         if self._compiled_loss is None:

@@ -90,12 +90,18 @@ class Trainer:
         return self.call_forward(batch[0])
 
     def call_forward(self, x: Any) -> Any:
-        """Calls the model: a tuple/list `x` positionally, a dict by keyword."""
+        """Calls the model: a tuple/list `x` positionally, a dict by keyword.
+
+        With `compile(jit_compile=True)` the call goes through the `torch.compile`d model.
+        """
+        model = self if self._jit_forward is None else self._jit_forward
+        if isinstance(x, torch.Tensor):
+            return model(x)
         if isinstance(x, dict):
-            return self(**x)
+            return model(**x)
         if isinstance(x, tuple | list):
-            return self(*x)
-        return self(x)
+            return model(*x)
+        return model(x)
 
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None):
         """The compiled loss (times `loss_weights`) for one batch, as a scalar tensor."""
