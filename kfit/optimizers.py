@@ -36,6 +36,8 @@ __all__ = [
     "Optimizer",
     "RMSprop",
     "get",
+    "get_learning_rate",
+    "set_learning_rate",
 ]
 
 
@@ -480,3 +482,24 @@ def get(identifier: Any) -> Optimizer | torch.optim.Optimizer | type[torch.optim
         f"`optimizer` must be a string id, a kfit.optimizers.Optimizer, or a torch optimizer "
         f"class or instance; got {identifier!r} of type {type(identifier).__name__}."
     )
+
+
+def get_learning_rate(optimizer: torch.optim.Optimizer) -> float:
+    """The learning rate of the optimizer's first parameter group."""
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    """Sets the learning rate, keeping the ratios between parameter groups.
+
+    The first group gets `value`; every other group is scaled by the same factor, so groups
+    that were given different rates keep their proportions (a single group just gets `value`).
+
+    Raises:
+        ValueError: if `value` is negative or not a number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"The learning rate must be a number >= 0; got {value!r}.")
+    first = float(optimizer.param_groups[0]["lr"])
+    for group in optimizer.param_groups:
+        group["lr"] = float(value) if first == 0 else float(group["lr"]) * float(value) / first

@@ -135,6 +135,24 @@ class Trainer:
         values.update(self._compiled_metrics.results())
         return values
 
+    def metric_direction(self, key: str) -> str | None:
+        """Whether lower (`'down'`) or higher (`'up'`) is better for a log key.
+
+        Loss keys are `'down'`; a metric key (with or without `val_`) takes its metric's
+        direction; None when unknown.
+        """
+        name = key.removeprefix("val_")
+        if name == "loss" or name.endswith("_loss"):
+            return "down"
+        compiled = getattr(self, "_compiled_metrics", None)
+        for entry_name, metric, _ in compiled.entries if compiled is not None else []:
+            if entry_name == name:
+                higher = getattr(metric, "higher_is_better", None)
+                return getattr(metric, "direction", None) or (
+                    None if higher is None else ("up" if higher else "down")
+                )
+        return None
+
     def get_metrics_result(self) -> dict[str, Any]:
         """The running `loss` and metrics as Python floats. Sync point."""
         return _read_values(self.metric_values())

@@ -1,0 +1,63 @@
+"""`MonitorCallback`: monitor / mode / min_delta / baseline, shared by the monitoring callbacks."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Literal
+
+from kfit.callbacks.callback import Callback
+
+Mode = Literal["auto", "min", "max"]
+
+
+class MonitorCallback(Callback):
+    """Base of callbacks that watch one logged quantity for improvement (Keras's semantics).
+
+    Args:
+        monitor: the log key to watch, e.g. `'val_loss'` or `'val_accuracy'`.
+        mode: `'min'`, `'max'`, or `'auto'`: lower is better for `*loss` keys, otherwise the
+            metric's own direction (`metric.direction`; 'up' for accuracy, AUC, ...).
+        baseline: the initial best value; None takes the first value seen.
+        min_delta: the smallest change that counts as an improvement.
+
+    Raises:
+        ValueError: for an unknown `mode`, or in `'auto'` mode when the direction of `monitor`
+            cannot be found (when training starts).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: Mode = "auto",
+        baseline: float | None = None,
+        min_delta: float = 0.0,
+    ):
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"`mode` must be 'auto', 'min' or 'max'; got {mode!r}.")
+        self.monitor = monitor
+        self.mode = mode
+        self.baseline = baseline
+        self.best = baseline
+        self.min_delta = abs(min_delta)
+        self.monitor_op: Any = None
+
+    def _set_monitor_op(self) -> None:
+        """Settles whether lower or higher is better (call at `on_train_begin`)."""
+        mode = self.mode
+        if mode == "auto":
+            direction = self.model.metric_direction(self.monitor)
+            if direction is None:
+                raise ValueError(
+                    f"{type(self).__name__} cannot tell whether monitor={self.monitor!r} should "
+                    "be minimised or maximised; pass mode='min' or mode='max'."
+                )
+            mode = "max" if direction == "up" else "min"
+        self.monitor_op = operator.gt if mode == "max" else operator.lt
+        self._signed_delta = self.min_delta if mode == "max" else -self.min_delta
+
+    def _is_improvement(self, value: float, reference: float | None) -> bool:
+        """Whether `value` beats `reference` by more than `min_delta` (Keras's rule)."""
+        if reference is None:
+            return True
+        return bool(self.monitor_op(value - self._signed_delta, reference))
