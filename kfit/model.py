@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
 from typing import Any
 
@@ -11,8 +12,21 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from kfit import optimizers as optimizers_module
+from kfit import saving
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
+from kfit.history import History
 from kfit.trainer import Trainer
+
+
+def _expressible_config(**settings: Any) -> dict[str, Any]:
+    """The compile settings that can be saved as plain values (string ids and numbers)."""
+
+    def plain(value: Any) -> bool:
+        if isinstance(value, list | tuple):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, str | int | float | bool)
+
+    return {key: value for key, value in settings.items() if plain(value)}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -85,6 +99,11 @@ class Model(Trainer, nn.Module):
         self.__dict__["_jit_forward"] = None
         self.stop_training = False
         self.history: Any = None
+        #: Epochs trained so far (restored by `load`; `fit(initial_epoch=...)` resumes there).
+        self.epochs_completed = 0
+        self._initial_epoch: int | None = None
+        self._interrupt: Any = None
+        self._compile_config: dict[str, Any] = {}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Calls the wrapped module; a subclass overrides this instead."""
@@ -154,6 +173,14 @@ class Model(Trainer, nn.Module):
         # Kept out of nn.Module's registry: the compiled wrapper holds this very model.
         self.__dict__["_jit_forward"] = self._compile_forward() if jit_compile else None
         self.stop_training = False
+        self._compile_config = _expressible_config(
+            optimizer=optimizer,
+            loss=loss,
+            loss_weights=loss_weights,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            jit_compile=jit_compile,
+        )
 
     @staticmethod
     def _single_loss_weight(loss_weights: Any) -> float:
@@ -207,6 +234,95 @@ class Model(Trainer, nn.Module):
                     "model.compile(optimizer='rmsprop', loss='mse')."
                 )
             raise ValueError(f"{method}() needs a loss: compile() was called with loss=None.")
+
+    # ------------------------------------------------------------------ saving
+
+    def save_weights(self, filepath: str | os.PathLike) -> None:
+        """Saves the module's `state_dict` (atomically; `.safetensors` or torch format).
+
+        Args:
+            filepath: where to write; a `.safetensors` suffix selects that format.
+        """
+        saving.save_tensors(self.state_dict(), filepath)
+
+    def load_weights(self, filepath: str | os.PathLike) -> None:
+        """Loads weights saved by `save_weights` (or any `torch.save(state_dict)` file).
+
+        Raises:
+            ValueError: if the file was made for another architecture (listing the missing,
+                unexpected and mismatched keys) or holds pickled objects other than tensors.
+        """
+        state = saving.load_tensors(filepath)
+        if isinstance(state, dict) and state.get("format") == saving.FORMAT:
+            state = state["weights"]
+        saving.check_state_dict(self, state, f"{str(filepath)!r}")
+        self.load_state_dict(state)
+
+    def save(self, filepath: str | os.PathLike) -> None:
+        """Saves the full training state, for `load` to resume from.
+
+        The file holds the weights, the optimizer state, the compile settings that are plain
+        ids, the epochs completed, History and the random-generator states. No classes are
+        pickled: `load` restores the state into a model built from code.
+
+        Args:
+            filepath: where to write (atomically).
+        """
+        history = self.history
+        state = {
+            "format": saving.FORMAT,
+            "version": saving.FORMAT_VERSION,
+            "weights": self.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "compile": self._compile_config,
+            "epochs_completed": self.epochs_completed,
+            "history": None
+            if history is None
+            else {
+                "history": history.history,
+                "epoch": history.epoch,
+                "params": {
+                    k: v
+                    for k, v in history.params.items()
+                    if isinstance(v, int | float | str | type(None))
+                },
+            },
+            "rng": saving.rng_state(),
+        }
+        saving.save_tensors(state, filepath)
+
+    def load(self, filepath: str | os.PathLike) -> None:
+        """Restores what `save` wrote into this model, built from the same code.
+
+        An uncompiled model is compiled with the saved settings when they were plain ids.
+        Continue training with `fit(..., initial_epoch=model.epochs_completed)`.
+
+        Raises:
+            ValueError: for a file that is not a kfit training state, was made for another
+                architecture, or holds pickled objects other than tensors.
+        """
+        state = saving.load_tensors(filepath)
+        if not isinstance(state, dict) or state.get("format") != saving.FORMAT:
+            raise ValueError(
+                f"{str(filepath)!r} is not a kfit training state (made by "
+                "Model.save); for weights alone use load_weights."
+            )
+        saving.check_state_dict(self, state["weights"], f"{str(filepath)!r}")
+        config = state["compile"]
+        if self._compiled_loss is None and config.get("loss") is not None:
+            self.compile(**config)
+        self.load_state_dict(state["weights"])
+        if state["optimizer"] is not None and self._compiled_loss is not None:
+            self._optimizer_for_step().load_state_dict(state["optimizer"])
+        self.epochs_completed = int(state["epochs_completed"])
+        if state["history"] is not None:
+            history = History()
+            history.history = state["history"]["history"]
+            history.epoch = state["history"]["epoch"]
+            history.params = state["history"]["params"]
+            history.set_model(self)
+            self.history = history
+        saving.set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------ properties
 

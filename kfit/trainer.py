@@ -9,6 +9,8 @@ that do are marked "sync point".
 from __future__ import annotations
 
 import itertools
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -50,6 +52,33 @@ def _read_values(values: dict[str, torch.Tensor]) -> dict[str, Any]:
         out[key] = chunk[0] if value.dim() == 0 else chunk
         start += piece.numel()
     return out
+
+
+class _DeferredInterrupt:
+    """Holds Ctrl-C (SIGINT) during `fit` until the current batch has finished.
+
+    A second Ctrl-C interrupts at once. Only the main thread can install signal handlers;
+    elsewhere the interrupt is left alone.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _to_numpy(tree: Any) -> Any:
@@ -262,27 +291,42 @@ class Trainer:
         batches = self._batch_stream(train, batch_size, shuffle, steps_per_epoch)
         self.stop_training = False
         self.history = history
-        callback_list.on_train_begin()
         epoch_logs: dict[str, Any] = {}
-        for epoch in range(initial_epoch, epochs):
-            self.reset_metrics()
-            callback_list.on_epoch_begin(epoch)
-            self.train()
-            seen = self._run_epoch(next(batches), callback_list, "train", self.train_step)
-            if seen == 0 or (steps_per_epoch and seen < steps_per_epoch):
-                data_module.warn_ran_out(seen, steps_per_epoch or 1)
-                self.stop_training = True
-                if seen == 0:
-                    break
-            epoch_logs = self.get_metrics_result()  # sync point: once per epoch
-            if val is not None and self._should_validate(epoch, validation_freq):
-                val_logs = self._evaluate_data(
-                    val, validation_batch_size or batch_size, validation_steps, callback_list
-                )
-                epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
-            callback_list.on_epoch_end(epoch, epoch_logs)
-            if self.stop_training:
-                break
+        with _DeferredInterrupt() as interrupt:
+            self._interrupt = interrupt
+            callback_list.on_train_begin()
+            initial_epoch = self._initial_epoch or initial_epoch  # set by BackupAndRestore
+            try:
+                for epoch in range(initial_epoch, epochs):
+                    self.reset_metrics()
+                    callback_list.on_epoch_begin(epoch)
+                    self.train()
+                    seen = self._run_epoch(next(batches), callback_list, "train", self.train_step)
+                    if seen == 0 or (steps_per_epoch and seen < steps_per_epoch):
+                        data_module.warn_ran_out(seen, steps_per_epoch or 1)
+                        self.stop_training = True
+                        if seen == 0:
+                            break
+                    epoch_logs = self.get_metrics_result()  # sync point: once per epoch
+                    if val is not None and self._should_validate(epoch, validation_freq):
+                        val_logs = self._evaluate_data(
+                            val,
+                            validation_batch_size or batch_size,
+                            validation_steps,
+                            callback_list,
+                        )
+                        epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                    self.epochs_completed = epoch + 1
+                    callback_list.on_epoch_end(epoch, epoch_logs)
+                    if self.stop_training:
+                        break
+            except KeyboardInterrupt:
+                # Ctrl-C: the current batch finished; end training properly, then re-raise.
+                callback_list.on_train_end(epoch_logs)
+                raise
+            finally:
+                self._interrupt = None
+                self._initial_epoch = None
         callback_list.on_train_end(epoch_logs)
         return history
 
@@ -320,6 +364,8 @@ class Trainer:
             seen = step + 1
             if call_end:
                 callback_list.on_batch_hook(end, step, RunningLogs(self.get_metrics_result))
+            if self._interrupt is not None and self._interrupt.requested:
+                raise KeyboardInterrupt
             if mode == "train" and self.stop_training:
                 break
         return seen
