@@ -3,8 +3,8 @@
 `Progbar` renders; `kfit.callbacks.ProgbarLogger` decides when. Three places it can draw:
 
 - a terminal: one tqdm bar redrawn in place, at most every 0.05 s;
-- a Jupyter notebook: a `tqdm.auto` widget while the epoch runs, at most every 0.1 s (text
-  fallback without ipywidgets), replaced by the final text line when it ends, so saved
+- a Jupyter notebook: a `tqdm.auto` widget while the epoch runs, at most every 0.1 s (a text
+  bar redrawn with carriage returns when ipywidgets is missing), replaced by the final text line when it ends, so saved
   notebooks show the log without widget state;
 - anything else (a file, a pipe, CI): no redraws, exactly one final line per epoch.
 
@@ -68,6 +68,13 @@ def in_notebook() -> bool:
     )
 
 
+def in_ipython_kernel() -> bool:
+    """Whether this process is a Jupyter (IPython) kernel, with or without ipywidgets."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 class Progbar:
     """One epoch's (or one evaluation's) progress line, in Keras's format.
 
@@ -86,9 +93,12 @@ class Progbar:
         self._last_draw = 0.0
         self._bar: tqdm.std.tqdm | None = None
         notebook = verbose == 1 and in_notebook()
-        interactive = verbose == 1 and (notebook or _isatty(self.stream))
+        # A kernel without ipywidgets still renders carriage-return redraws as text.
+        text_in_kernel = verbose == 1 and not notebook and in_ipython_kernel()
+        interactive = verbose == 1 and (notebook or text_in_kernel or _isatty(self.stream))
+        slow = notebook or text_in_kernel
         self._interval = (
-            (NOTEBOOK_INTERVAL if notebook else TERMINAL_INTERVAL) if interactive else None
+            (NOTEBOOK_INTERVAL if slow else TERMINAL_INTERVAL) if interactive else None
         )
         self._notebook = notebook
 

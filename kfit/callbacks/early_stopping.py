@@ -1,0 +1,152 @@
+"""`EarlyStopping`: stops `fit` when a monitored quantity stops improving."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import torch
+
+from kfit.callbacks.monitor import Mode, MonitorCallback
+
+
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be an integer >= 0; got {value!r}.")
+
+
+class EarlyStopping(MonitorCallback):
+    """Stops training when a monitored quantity has stopped improving (Keras 3's rule).
+
+    At the end of every epoch from `start_from_epoch` on, the monitored value either improves
+    on the best seen so far (by more than `min_delta`), or one more epoch of waiting is counted.
+    Training stops once `patience` epochs have passed without improvement (never after the
+    first epoch). With a `baseline`, the wait is only reset by values that also beat it.
+
+    With `restore_best_weights=True`, the weights at the end of the best epoch are copied
+    (`state_dict` tensors cloned on their own device: no host transfer) and loaded back when
+    training ends, whether or not it stopped early.
+
+    Args:
+        monitor: the log key to watch, e.g. `'val_loss'` or `'val_accuracy'`.
+        min_delta: the smallest change of the monitored value that counts as an improvement.
+        patience: epochs without improvement after which training stops.
+        verbose: 1 prints when training stops early and when weights are restored; 0 is silent.
+        mode: `'min'`, `'max'`, or `'auto'` (lower is better for `*loss`, else the metric's
+            direction).
+        baseline: a value the monitored quantity must beat for the wait to be reset; None
+            for no baseline.
+        restore_best_weights: load the weights of the best epoch back at the end of training.
+            When False, the model keeps the weights of the last epoch.
+        start_from_epoch: epochs to let pass before watching (a warm-up).
+
+    Raises:
+        ValueError: for a negative `patience` or `start_from_epoch`, an unknown `mode`, or
+            (once training starts) `mode='auto'` on a key whose direction is unknown.
+
+    Example:
+        >>> callback = kfit.callbacks.EarlyStopping(monitor="loss", patience=3)
+        >>> history = model.fit(x, y, epochs=10, callbacks=[callback], verbose=0)
+        >>> len(history.history["loss"])  # training stopped early
+        4
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: Mode = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ):
+        super().__init__(monitor, mode, baseline=baseline, min_delta=min_delta)
+        _check_count("patience", patience)
+        _check_count("start_from_epoch", start_from_epoch)
+        self.patience = patience
+        self.verbose = verbose
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best_epoch = 0
+        self.best_weights: dict[str, Any] | None = None
+
+    def on_train_begin(self, logs=None):
+        # Reset, so that one instance can be reused across `fit` calls.
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_epoch = 0
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor_op is None:
+            # Settled here, not at on_train_begin: metrics are built by the first batch.
+            self._set_monitor_op()
+        current = self.get_monitor_value(logs)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self._save_best_weights()
+            # The wait restarts only when the value beats both the best and the baseline.
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(
+                    "Restoring model weights from the end of the best epoch: "
+                    f"{self.best_epoch + 1}.",
+                    flush=True,
+                )
+            self.model.load_state_dict(self.best_weights)
+
+    def get_monitor_value(self, logs: dict[str, Any] | None) -> Any:
+        """The monitored value in `logs`, or None (with a warning) when it is missing."""
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(
+                f"Early stopping conditioned on metric `{self.monitor}` which is not "
+                f"available. Available metrics are: {','.join(logs)}",
+                stacklevel=2,
+            )
+        return value
+
+    def _save_best_weights(self) -> None:
+        """Copies the current `state_dict` on its devices, reusing the previous copy's memory."""
+        state = self.model.state_dict()
+        saved = self.best_weights
+        if saved is None or saved.keys() != state.keys():
+            self.best_weights = {key: _copy_value(value) for key, value in state.items()}
+            return
+        for key, value in state.items():
+            if (
+                isinstance(value, torch.Tensor)
+                and isinstance(saved[key], torch.Tensor)
+                and saved[key].shape == value.shape
+                and saved[key].dtype == value.dtype
+            ):
+                saved[key].copy_(value)
+            else:
+                saved[key] = _copy_value(value)
+
+
+def _copy_value(value: Any) -> Any:
+    """A detached clone of a tensor (same device), or a deep copy of any other state entry."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
