@@ -4,8 +4,8 @@
 
 - a terminal: one tqdm bar redrawn in place, at most every 0.05 s;
 - a Jupyter notebook: a `tqdm.auto` widget while the epoch runs, at most every 0.1 s (a text
-  bar redrawn with carriage returns when ipywidgets is missing), replaced by the final text line when it ends, so saved
-  notebooks show the log without widget state;
+  bar redrawn with carriage returns when ipywidgets is missing), replaced by the final text
+  line when it ends, so saved notebooks show the log without widget state;
 - anything else (a file, a pipe, CI): no redraws, exactly one final line per epoch.
 
 The final line is Keras's:
