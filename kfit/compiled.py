@@ -96,11 +96,13 @@ class CompiledLoss:
         """Settles `'crossentropy'` from the shapes and checks `from_logits` once."""
         if self.fn is None:
             kind = keras_accuracy_kind(y_true, y_pred)
-            self.fn = {
-                "binary": losses_module.binary_crossentropy,
-                "sparse": losses_module.sparse_categorical_crossentropy,
-                "categorical": losses_module.categorical_crossentropy,
-            }[kind]
+            self.fn = self._as_loss(
+                {
+                    "binary": losses_module.binary_crossentropy,
+                    "sparse": losses_module.sparse_categorical_crossentropy,
+                    "categorical": losses_module.categorical_crossentropy,
+                }[kind]
+            )
         if isinstance(self.fn, nn.Module) and hasattr(self.fn, "reduction"):
             self._unreduced_module = copy.copy(self.fn)
             self._unreduced_module.reduction = "none"

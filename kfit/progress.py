@@ -97,9 +97,7 @@ class Progbar:
         text_in_kernel = verbose == 1 and not notebook and in_ipython_kernel()
         interactive = verbose == 1 and (notebook or text_in_kernel or _isatty(self.stream))
         slow = notebook or text_in_kernel
-        self._interval = (
-            (NOTEBOOK_INTERVAL if slow else TERMINAL_INTERVAL) if interactive else None
-        )
+        self._interval = (NOTEBOOK_INTERVAL if slow else TERMINAL_INTERVAL) if interactive else None
         self._notebook = notebook
 
     @property

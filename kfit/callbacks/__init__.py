@@ -2,7 +2,27 @@
 
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList
+from kfit.callbacks.csv_logger import CSVLogger
+from kfit.callbacks.early_stopping import EarlyStopping
+from kfit.callbacks.lambda_callback import LambdaCallback
+from kfit.callbacks.learning_rate_scheduler import LearningRateScheduler
 from kfit.callbacks.progbar_logger import ProgbarLogger
+from kfit.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from kfit.callbacks.terminate_on_nan import TerminateOnNaN
+from kfit.callbacks.torch_scheduler import TorchScheduler, as_callback
 from kfit.history import History
 
-__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger"]
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "CallbackList",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "LearningRateScheduler",
+    "ProgbarLogger",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+    "TorchScheduler",
+    "as_callback",
+]
