@@ -3,12 +3,14 @@
 Both sides train the same model from the same initial weights on the same data with the same
 optimizer, shuffle every epoch by permutation indexing, accumulate the loss (weighted by batch
 size) and the metric on the device, and read them once per epoch. kfit runs at `verbose=0`.
-Runs alternate (fast loop, kfit, fast loop, ...); each side's best (minimum) time is compared,
-as `timeit` advises, because on a shared machine slower runs measure the neighbours.
+Runs alternate (fast loop, kfit, fast loop, kfit, ...), so each kfit run has a fast-loop run
+next to it under the same machine conditions. The headline ratio is the median of these paired
+ratios; the ratio of the best (minimum) times is printed beside it. On a shared machine single
+runs vary by 10% or more, so both are needed to read a few-percent difference.
 
 Usage:
-    python benchmarks/overhead.py                 # both workloads, 11 repeats each
-    python benchmarks/overhead.py --repeats 21 --workload small
+    python benchmarks/overhead.py                 # both workloads, 21 pairs each
+    python benchmarks/overhead.py --repeats 41 --workload small
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def kfit_fit(workload: Workload) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--workload", choices=["small", "mnist", "all"], default="all")
     args = parser.parse_args()
     chosen = {
@@ -143,10 +145,10 @@ def main() -> None:
         "all": [small_regression, mnist_size],
     }[args.workload]
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{args.repeats} alternating repeats; best seconds (median in brackets)"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} "
+        "alternating pairs; seconds are each side's best run"
     )
-    print(f"{'workload':<60} {'fast loop':>10} {'kfit':>10} {'ratio':>7} (median ratio)")
+    print(f"{'workload':<60} {'fast loop':>10} {'kfit':>10} {'paired':>7} {'best':>7}")
     for make in chosen:
         workload = make()
         fast_loop(workload), kfit_fit(workload)  # warm-up: allocators, first-call costs
@@ -155,9 +157,8 @@ def main() -> None:
             fast_times.append(fast_loop(workload))
             kfit_times.append(kfit_fit(workload))
         fast, ours = min(fast_times), min(kfit_times)
-        medians = statistics.median(kfit_times) / statistics.median(fast_times)
-        print(f"{workload.name:<60} {fast:>10.3f} {ours:>10.3f} {ours / fast:>7.3f} "
-              f"({medians:.3f})")
+        paired = statistics.median(k / f for k, f in zip(kfit_times, fast_times, strict=True))
+        print(f"{workload.name:<60} {fast:>10.3f} {ours:>10.3f} {paired:>7.3f} {ours / fast:>7.3f}")
 
 
 if __name__ == "__main__":
