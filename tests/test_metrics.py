@@ -265,10 +265,17 @@ def _keras_default_name(keras_class: type) -> str:
 
 @pytest.mark.keras_compat
 def test_metric_default_names_match_keras():
+    required = {
+        "IoU": {"num_classes": 2, "target_class_ids": [0]},
+        "OneHotIoU": {"num_classes": 2, "target_class_ids": [0]},
+        "MeanIoU": {"num_classes": 2},
+        "OneHotMeanIoU": {"num_classes": 2},
+    }
     for name in km.__all__:
         cls = getattr(km, name)
         if isinstance(cls, type) and name not in ("Metric", "MeanMetricWrapper", "CosineDistance"):
-            assert cls().name == _keras_default_name(getattr(keras.metrics, name)), name
+            ours = cls(**required.get(name, {}))
+            assert ours.name == _keras_default_name(getattr(keras.metrics, name)), name
 
 
 def test_log_cosh_error_is_named_logcosh():
@@ -692,12 +699,67 @@ def test_unsupported_metric_ids_are_keras_ids():
     assert set(km.UNSUPPORTED) <= set(keras_metrics.ALL_OBJECTS_DICT)
 
 
+def _needs_arguments(identifier: str) -> bool:
+    """Keras classes that cannot be built from their id alone (IoU needs num_classes, ...)."""
+    try:
+        keras_metrics.ALL_OBJECTS_DICT[identifier]()
+    except TypeError:
+        return True
+    return False
+
+
 @pytest.mark.keras_compat
 @pytest.mark.parametrize("identifier", _keras_metric_ids())
 def test_every_keras_metric_id_resolves(identifier):
+    if _needs_arguments(identifier):
+        # Keras cannot build these from a string either; kfit says which object to pass.
+        with pytest.raises(ValueError, match=r"needs arguments.*kfit\.metrics\."):
+            km.get(identifier)
+        return
     resolved = km.get(identifier)
     assert isinstance(resolved, torchmetrics.Metric)
     assert type(resolved).__name__ == keras_metrics.ALL_OBJECTS_DICT[identifier].__name__
+
+
+_IOU_CASES = [
+    ("IoU", {"num_classes": 4, "target_class_ids": [0, 2]}, "sparse"),
+    ("MeanIoU", {"num_classes": 4}, "sparse"),
+    ("MeanIoU", {"num_classes": 4, "ignore_class": 1}, "sparse"),
+    ("OneHotIoU", {"num_classes": 4, "target_class_ids": [1, 3]}, "onehot"),
+    ("OneHotMeanIoU", {"num_classes": 4}, "onehot"),
+    ("BinaryIoU", {"threshold": 0.3}, "binary"),
+    ("BinaryIoU", {"target_class_ids": [1]}, "binary"),
+]
+
+
+@pytest.mark.keras_compat
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize(("name", "options", "kind"), _IOU_CASES)
+def test_iou_metrics_match_keras_over_two_batches(name, options, kind, weighted):
+    rng = np.random.default_rng(7)
+    ours, theirs = getattr(km, name)(**options), getattr(keras_metrics, name)(**options)
+    for _ in range(2):
+        labels = rng.integers(0, 4, size=40)
+        if kind == "sparse":
+            y_true, y_pred = labels, rng.integers(0, 4, size=40)
+        elif kind == "onehot":
+            y_true, y_pred = np.eye(4)[labels], rng.random((40, 4))
+        else:
+            y_true, y_pred = rng.integers(0, 2, size=(40, 1)), rng.random((40, 1))
+        # Keras keeps the confusion matrix in integers: use integer weights.
+        weight = rng.integers(0, 3, size=40) if weighted else None
+        theirs.update_state(y_true, y_pred, sample_weight=weight)
+        ours.update_state(
+            torch.tensor(y_true),
+            torch.tensor(y_pred),
+            None if weight is None else torch.tensor(weight),
+        )
+    np.testing.assert_allclose(float(ours.result()), float(theirs.result()), rtol=1e-6)
+
+
+def test_iou_rejects_target_classes_out_of_range():
+    with pytest.raises(ValueError, match="target_class_ids"):
+        km.IoU(num_classes=3, target_class_ids=[0, 3])
 
 
 @pytest.mark.parametrize(
