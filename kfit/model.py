@@ -10,12 +10,28 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from kfit import optimizers as optimizers_module
 from kfit import saving
+from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
 from kfit.history import History
 from kfit.trainer import Trainer
+
+
+def _scheduler_callback(lr_scheduler: Any) -> Any:
+    """The callback that steps `compile(lr_scheduler=...)`, or None."""
+    if lr_scheduler is None:
+        return None
+    if isinstance(lr_scheduler, TorchScheduler):
+        return lr_scheduler
+    if isinstance(lr_scheduler, LRScheduler | ReduceLROnPlateau) or callable(lr_scheduler):
+        return TorchScheduler(lr_scheduler)
+    raise TypeError(
+        "`lr_scheduler` must be a torch.optim.lr_scheduler scheduler, a function optimizer -> "
+        f"scheduler, or a kfit.callbacks.TorchScheduler; got {type(lr_scheduler).__name__}."
+    )
 
 
 def _expressible_config(**settings: Any) -> dict[str, Any]:
@@ -104,6 +120,7 @@ class Model(Trainer, nn.Module):
         self._initial_epoch: int | None = None
         self._interrupt: Any = None
         self._compile_config: dict[str, Any] = {}
+        self._lr_scheduler_callback: Any = None
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Calls the wrapped module; a subclass overrides this instead."""
@@ -126,6 +143,7 @@ class Model(Trainer, nn.Module):
         weighted_metrics: Any = None,
         jit_compile: bool = False,
         device: str | torch.device | None = None,
+        lr_scheduler: Any = None,
     ) -> None:
         """Configures the model for training (Keras 3's arguments and string ids).
 
@@ -144,6 +162,10 @@ class Model(Trainer, nn.Module):
             jit_compile: run the forward pass through `torch.compile`.
             device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
                 then CPU.
+            lr_scheduler: a `torch.optim.lr_scheduler` scheduler, a function
+                `optimizer -> scheduler` (for optimizers built from ids), or a
+                `kfit.callbacks.TorchScheduler`; stepped every epoch during `fit` (a
+                `ReduceLROnPlateau` with `val_loss`), its rate logged as `learning_rate`.
 
         Raises:
             ValueError: for unknown ids (naming the closest valid one), an unavailable
@@ -157,6 +179,7 @@ class Model(Trainer, nn.Module):
         compiled_loss = CompiledLoss(loss) if loss is not None else None
         loss_weight = self._single_loss_weight(loss_weights)
         compiled_metrics = CompiledMetrics(metrics, weighted_metrics)
+        scheduler_callback = _scheduler_callback(lr_scheduler)
 
         # Everything is valid: only now change the model.
         self.to(target_device)
@@ -164,6 +187,7 @@ class Model(Trainer, nn.Module):
         self._compiled_loss = compiled_loss
         self._loss_weight = loss_weight
         self._compiled_metrics = compiled_metrics
+        self._lr_scheduler_callback = scheduler_callback
         self._loss_tracker = LossTracker().to(target_device)
         self._optimizer_spec = (
             optimizer_id if isinstance(optimizer_id, optimizers_module.Optimizer) else None

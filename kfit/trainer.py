@@ -21,6 +21,7 @@ from kfit import data as data_module
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
 from kfit.callbacks.progbar_logger import ProgbarLogger
+from kfit.callbacks.torch_scheduler import as_callback
 from kfit.data import ArrayData, IterableData, batch_size_of
 from kfit.history import History
 
@@ -283,8 +284,11 @@ class Trainer:
             self._check_first_batch(train, batch_size)
         steps = steps_per_epoch or train.num_batches(batch_size)
         history = History()
+        user_callbacks = [as_callback(c) for c in callbacks or []]
+        if self._lr_scheduler_callback is not None:
+            user_callbacks.append(self._lr_scheduler_callback)
         callback_list = CallbackList(
-            [*(callbacks or []), history, *([ProgbarLogger()] if verbose else [])],
+            [*user_callbacks, history, *([ProgbarLogger()] if verbose else [])],
             self,
             {"verbose": verbose_arg, "epochs": epochs, "steps": steps},
         )

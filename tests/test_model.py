@@ -331,3 +331,37 @@ def test_bare_metric_id_is_taken_as_a_list(xy):
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
 
     assert list(logs) == ["loss", "mae"]
+
+
+def _regression(n: int = 64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3)).astype("float32")
+    return x, x.sum(1, keepdims=True)
+
+
+def test_compile_lr_scheduler_factory_steps_each_epoch_and_logs_the_rate():
+    model = kfit.Model(nn.Linear(3, 1))
+    model.compile(
+        "sgd",
+        "mse",
+        device="cpu",
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5),
+    )
+    history = model.fit(*_regression(), epochs=3, verbose=0)
+    assert history.history["learning_rate"] == pytest.approx([0.01, 0.005, 0.0025])
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(0.00125)
+
+
+def test_torch_scheduler_in_callbacks_is_stepped():
+    model = kfit.Model(nn.Linear(3, 1))
+    model.compile(torch.optim.SGD(model.parameters(), lr=0.1), "mse", device="cpu")
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(model.optimizer, gamma=0.1)
+    model.fit(*_regression(), epochs=2, verbose=0, callbacks=[scheduler])
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
+
+
+def test_invalid_lr_scheduler_is_refused_before_compile_changes_anything():
+    model = kfit.Model(nn.Linear(3, 1))
+    with pytest.raises(TypeError, match="lr_scheduler"):
+        model.compile("sgd", "mse", device="cpu", lr_scheduler=3)
+    assert model.optimizer is None
