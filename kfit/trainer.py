@@ -322,6 +322,8 @@ class Trainer:
                         epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
                     self.epochs_completed = epoch + 1
                     callback_list.on_epoch_end(epoch, epoch_logs)
+                    if interrupt.requested:  # Ctrl-C during validation or on_epoch_end
+                        raise KeyboardInterrupt
                     if self.stop_training:
                         break
             except KeyboardInterrupt:

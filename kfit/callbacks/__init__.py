@@ -1,18 +1,23 @@
 """Callbacks: objects that act at points of `fit`, `evaluate` and `predict`."""
 
+from kfit.callbacks.backup_and_restore import BackupAndRestore
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList
 from kfit.callbacks.csv_logger import CSVLogger
 from kfit.callbacks.early_stopping import EarlyStopping
 from kfit.callbacks.lambda_callback import LambdaCallback
 from kfit.callbacks.learning_rate_scheduler import LearningRateScheduler
+from kfit.callbacks.model_checkpoint import ModelCheckpoint
+from kfit.callbacks.monitor import MonitorCallback
 from kfit.callbacks.progbar_logger import ProgbarLogger
 from kfit.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from kfit.callbacks.tensorboard import TensorBoard
 from kfit.callbacks.terminate_on_nan import TerminateOnNaN
 from kfit.callbacks.torch_scheduler import TorchScheduler, as_callback
 from kfit.history import History
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",
@@ -20,8 +25,11 @@ __all__ = [
     "History",
     "LambdaCallback",
     "LearningRateScheduler",
+    "ModelCheckpoint",
+    "MonitorCallback",
     "ProgbarLogger",
     "ReduceLROnPlateau",
+    "TensorBoard",
     "TerminateOnNaN",
     "TorchScheduler",
     "as_callback",

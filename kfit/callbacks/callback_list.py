@@ -53,7 +53,11 @@ class RunningLogs(MutableMapping):
 
 
 def _overrides(callback: Callback, names: tuple[str, ...]) -> bool:
-    return any(getattr(type(callback), n) is not getattr(Callback, n) for n in names)
+    """Whether the callback's class overrides, or the instance itself sets, one of the hooks."""
+    return any(
+        n in vars(callback) or getattr(type(callback), n) is not getattr(Callback, n)
+        for n in names
+    )
 
 
 class CallbackList:
