@@ -133,7 +133,7 @@ class CompiledLoss:
         self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None
     ) -> torch.Tensor:
         if isinstance(self.fn, losses_module.Loss):
-            return self.fn(y_true, y_pred, sample_weight)
+            return self.fn(y_true, y_pred, sample_weight)  # Keras's reduction, in the Loss
         if not isinstance(self.fn, _CLASS_INDEX_LOSSES):
             y_true, y_pred = match_shapes(y_true, y_pred, self.name)
         if sample_weight is None or self._unreduced_module is None:

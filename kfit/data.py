@@ -221,7 +221,7 @@ class ArrayData:
             batch = (
                 index_tree(self.x, index),
                 index_tree(self.y, index),
-                index_tree(self.sample_weight, index),
+                None if self.sample_weight is None else index_tree(self.sample_weight, index),
             )
             if data_device != device:  # data too big for the GPU: copy from pinned memory
                 batch = tuple(move_tree(_pinned(t), device) for t in batch)

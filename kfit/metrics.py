@@ -407,7 +407,9 @@ class MeanMetricWrapper(_Accumulator):
         self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
     ) -> None:
         if sample_weight is None and self._batch_sum is not None:
-            self._accumulate(*self._batch_sum(target, preds))
+            total, count = self._batch_sum(target, preds)
+            self.total.add_(total)  # the hot path, inlined: one device op per step
+            self.__dict__["_host_count"] += count
             return
         values = self.fn(target, preds, **self.fn_kwargs)
         if sample_weight is None:
