@@ -109,6 +109,13 @@ class CompiledLoss:
         self._warn_if_logits(y_pred)
         self.built = True
 
+    def unbuild(self) -> None:
+        """Forgets what `build` settled (after a first batch that failed)."""
+        if isinstance(self.identifier, str) and self.identifier.lower() in _CROSSENTROPY_IDS:
+            self.fn = None
+        self._unreduced_module = None
+        self.built = False
+
     def _warn_if_logits(self, y_pred: torch.Tensor) -> None:
         fn = getattr(self.fn, "fn", self.fn)
         kind, class_name = _PROBABILISTIC.get(fn, (None, None))
@@ -192,6 +199,11 @@ class CompiledMetrics:
                 metric.name = name
             self.entries.append((name, metric.to(y_pred.device), weighted))
         self.built = True
+
+    def unbuild(self) -> None:
+        """Forgets the accumulators built from a first batch that failed."""
+        self.entries = []
+        self.built = not self._pending
 
     @staticmethod
     def _resolve(identifier: Any, y_true: torch.Tensor, y_pred: torch.Tensor):

@@ -71,7 +71,10 @@ def to_tensor(value: Any, arg_name: str) -> torch.Tensor:
             + (f" (first item {array.flat[0]!r})." if array.size else ".")
         )
     # ascontiguousarray would turn a 0-d array into shape (1,), hiding a missing batch axis.
-    return torch.from_numpy(np.ascontiguousarray(array) if array.ndim else array)
+    array = np.ascontiguousarray(array) if array.ndim else array
+    if not array.flags.writeable:  # e.g. pandas' copy-on-write arrays: torch wants its own
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 def to_tensor_tree(value: Any, arg_name: str) -> Tree:
@@ -262,7 +265,8 @@ class IterableData:
 
     def __init__(self, source: Iterable[Any]):
         self.source = source
-        self.one_shot = iter(source) is source if hasattr(source, "__iter__") else True
+        # A generator is its own iterator; asking a DataLoader for one would start its workers.
+        self.one_shot = isinstance(source, Iterator)
         self._iterator: Iterator[Any] | None = None
 
     def num_batches(self, batch_size: int | None = None) -> int | None:
@@ -289,8 +293,8 @@ def is_data_source(x: Any) -> bool:
     """Whether `x` is a data set, DataLoader or iterator rather than in-memory arrays."""
     if isinstance(x, DataLoader | Dataset | IterableDataset):
         return True
-    if isinstance(x, torch.Tensor | np.ndarray | Mapping | tuple | list):
-        return False
+    if isinstance(x, torch.Tensor | np.ndarray | Mapping | tuple | list) or hasattr(x, "to_numpy"):
+        return False  # in-memory arrays (pandas objects included)
     return hasattr(x, "__iter__") or hasattr(x, "__next__")
 
 
@@ -311,10 +315,9 @@ def class_weight_to_sample_weight(y: torch.Tensor, class_weight: Mapping[Any, fl
             f"`class_weight` has no weight for classes {missing} present in `y`; "
             f"it has {sorted(class_weight)}."
         )
-    table = torch.zeros(max(present) + 1, dtype=torch.float32)
-    for cls in present:
-        table[cls] = float(class_weight[cls])
-    return table[labels]
+    keys = torch.tensor(present)
+    values = torch.tensor([float(class_weight[c]) for c in present], dtype=torch.float32)
+    return values[torch.searchsorted(keys, labels)]  # negative labels (e.g. -1/1) included
 
 
 def make_data(
@@ -352,7 +355,10 @@ def make_data(
                 )
         if isinstance(x, Dataset | IterableDataset) and not isinstance(x, DataLoader):
             x = DataLoader(
-                x, batch_size=batch_size, shuffle=shuffle and not isinstance(x, IterableDataset)
+                x,
+                batch_size=batch_size,
+                shuffle=shuffle and not isinstance(x, IterableDataset),
+                pin_memory=torch.cuda.is_available(),  # non-blocking copies need pinned pages
             )
         return IterableData(x)
     x_tree = standardize_dtypes(to_tensor_tree(x, what), float_dtype)

@@ -82,7 +82,8 @@ def match_shapes(
 
     Keras's rule: when the ranks differ by one and the extra axis has size 1, that axis is
     added to (or squeezed from) the target. Any other difference is an error here, where Keras
-    would broadcast silently.
+    would broadcast silently. One-dimensional `(N,)` pairs are treated as `(N, 1)`, one value
+    per sample.
     """
     if y_true.dim() + 1 == y_pred.dim() and y_pred.shape[-1] == 1:
         y_true = y_true.unsqueeze(-1)
@@ -95,6 +96,10 @@ def match_shapes(
         )
     if y_true.dtype != y_pred.dtype:
         y_true = y_true.to(y_pred.dtype)
+    if y_pred.dim() == 1:
+        # An (N,) output holds one value per sample: reducing its "last axis" would average
+        # the batch (Keras does), which breaks sample weights and exact epoch means.
+        return y_true.unsqueeze(-1), y_pred.unsqueeze(-1)
     return y_true, y_pred
 
 

@@ -850,6 +850,7 @@ class IoU(Metric):
         self.ignore_class, self.axis = ignore_class, axis
         self.sparse_y_true, self.sparse_y_pred = sparse_y_true, sparse_y_pred
         self.add_state("confusion", torch.zeros(num_classes * num_classes), dist_reduce_fx="sum")
+        self.register_buffer("_ids", torch.tensor(self.target_class_ids), persistent=False)
 
     def _class_ids(self, preds: torch.Tensor, target: torch.Tensor):
         if not self.sparse_y_true:
@@ -886,8 +887,7 @@ class IoU(Metric):
         matrix = self.confusion.reshape(self.num_classes, self.num_classes)
         true_positives = matrix.diagonal()
         denominator = matrix.sum(0) + matrix.sum(1) - true_positives
-        ids = torch.tensor(self.target_class_ids, device=matrix.device)
-        true_positives, denominator = true_positives[ids], denominator[ids]
+        true_positives, denominator = true_positives[self._ids], denominator[self._ids]
         valid = denominator > 1e-9
         iou = torch.where(
             valid, true_positives / (denominator + 1e-7), torch.zeros_like(denominator)
@@ -1141,8 +1141,10 @@ def get(identifier: Any) -> Any:
         try:
             return cls()
         except TypeError as err:  # e.g. IoU needs num_classes: a string id cannot say it
-            raise ValueError(f"Metric {identifier!r} needs arguments ({err}); pass an object "
-                             f"instead, e.g. kfit.metrics.{cls.__name__}(...).") from err
+            raise ValueError(
+                f"Metric {identifier!r} needs arguments ({err}); pass an object "
+                f"instead, e.g. kfit.metrics.{cls.__name__}(...)."
+            ) from err
     if isinstance(identifier, type) and issubclass(identifier, torchmetrics.Metric):
         return identifier()
     if isinstance(identifier, torchmetrics.Metric) or callable(identifier):

@@ -8,6 +8,7 @@ that do are marked "sync point".
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import signal
 import threading
@@ -53,6 +54,18 @@ def _read_values(values: dict[str, torch.Tensor]) -> dict[str, Any]:
         out[key] = chunk[0] if value.dim() == 0 else chunk
         start += piece.numel()
     return out
+
+
+@contextlib.contextmanager
+def _inference(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode without gradients; the previous mode comes back even if the body raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 class _DeferredInterrupt:
@@ -234,7 +247,8 @@ class Trainer:
             A `History`, also kept as `model.history`.
 
         Raises:
-            ValueError, TypeError: for invalid arguments, before any weight changes.
+            ValueError, TypeError: for invalid arguments, before any weight changes (a
+                `Dataset`, `DataLoader` or generator is checked as its batches arrive).
         """
         self._check_compiled("fit")
         verbose_arg, verbose = verbose, _check_verbose(verbose)
@@ -265,8 +279,6 @@ class Trainer:
         train = data_module.make_data(
             x, y, sample_weight, self.float_dtype, batch_size=batch_size, shuffle=shuffle
         )
-        if class_weight is not None:
-            train = self._apply_class_weight(train, class_weight)
         val = None
         if validation_data is not None:
             val = self._validation_data(validation_data, validation_batch_size or batch_size)
@@ -277,11 +289,17 @@ class Trainer:
                     f"{type(x).__name__}, pass `validation_data` instead."
                 )
             train, val = train.split(validation_split)
+        if class_weight is not None:  # training samples only, as in Keras
+            train = self._apply_class_weight(train, class_weight)
         train = train.to(self.device) if isinstance(train, ArrayData) else train
         val = val.to(self.device) if isinstance(val, ArrayData) else val
 
-        if isinstance(train, ArrayData):
-            self._check_first_batch(train, batch_size)
+        for checked, checked_batch_size in (
+            (train, batch_size),
+            (val, validation_batch_size or batch_size),
+        ):
+            if isinstance(checked, ArrayData):
+                self._check_first_batch(checked, checked_batch_size)
         steps = steps_per_epoch or train.num_batches(batch_size)
         history = History()
         user_callbacks = [as_callback(c) for c in callbacks or []]
@@ -306,7 +324,9 @@ class Trainer:
                     callback_list.on_epoch_begin(epoch)
                     self.train()
                     seen = self._run_epoch(next(batches), callback_list, "train", self.train_step)
-                    if seen == 0 or (steps_per_epoch and seen < steps_per_epoch):
+                    if seen == 0 or (
+                        steps_per_epoch and seen < steps_per_epoch and not self.stop_training
+                    ):
                         data_module.warn_ran_out(seen, steps_per_epoch or 1)
                         self.stop_training = True
                         if seen == 0:
@@ -343,14 +363,16 @@ class Trainer:
         shape error before training starts: no weight, buffer or optimizer state changes.
         """
         first = next(data.batches(batch_size, False, self.device))
-        was_training = self.training
-        self.eval()
         try:
-            with torch.no_grad():
+            with _inference(self):
                 self.test_step(first)
+        except Exception:
+            # Nothing settled from a batch that failed: the next call decides afresh.
+            self._compiled_loss.unbuild()
+            self._compiled_metrics.unbuild()
+            raise
         finally:
             self.reset_metrics()
-            self.train(was_training)
 
     def _run_epoch(
         self,
@@ -521,18 +543,20 @@ class Trainer:
         steps: int | None,
         callback_list: CallbackList,
     ) -> dict[str, Any]:
-        was_training = self.training
-        self.eval()
         self.reset_metrics()
         callback_list.on_test_begin()
         batches = next(self._batch_stream(data, batch_size, False, None))
         if steps is not None:
             batches = itertools.islice(batches, steps)
-        with torch.no_grad():
-            self._run_epoch(batches, callback_list, "test", self.test_step)
+        with _inference(self):
+            seen = self._run_epoch(batches, callback_list, "test", self.test_step)
+        if seen == 0:
+            raise ValueError(
+                "The evaluation data yielded no batches (a generator is used up after one "
+                "pass: use a list, a Dataset or a DataLoader for `validation_data`)."
+            )
         logs = self.get_metrics_result()  # sync point: once per evaluation
         callback_list.on_test_end(logs)
-        self.train(was_training)
         return logs
 
     # ------------------------------------------------------------------ predict
@@ -562,24 +586,23 @@ class Trainer:
         data, batch_size, callback_list = self._prepare_run(
             x, None, None, batch_size, verbose, steps, callbacks
         )
-        was_training = self.training
-        self.eval()
         callback_list.on_predict_begin()
         batches = next(self._batch_stream(data, batch_size, False, None))
         if steps is not None:
             batches = itertools.islice(batches, steps)
         outputs: list[Any] = []
+        call_begin = callback_list.wants("on_predict_batch_begin")
         call_end = callback_list.wants("on_predict_batch_end")
-        with torch.no_grad():
+        with _inference(self):
             for step, batch in enumerate(batches):
-                callback_list.on_batch_hook("on_predict_batch_begin", step)
+                if call_begin:
+                    callback_list.on_batch_hook("on_predict_batch_begin", step)
                 outputs.append(self.predict_step(batch))
                 if call_end:
                     callback_list.on_batch_hook(
                         "on_predict_batch_end", step, {"outputs": outputs[-1]}
                     )
         callback_list.on_predict_end()
-        self.train(was_training)
         if not outputs:
             raise ValueError("`predict` got no batches from `x`.")
         return _to_numpy(_concatenate(outputs))  # sync point: outputs to the host
@@ -615,21 +638,15 @@ class Trainer:
             x, y, sample_weight, self.float_dtype, batch_size=1, shuffle=False
         )
         self.reset_metrics()
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
+        with _inference(self):
             self.test_step(self._whole_batch(data))
-        self.train(was_training)
         return self._shape_result(self.get_metrics_result(), return_dict)  # sync point
 
     def predict_on_batch(self, x: Any) -> Any:
         """The model's outputs for one batch, as numpy."""
         data = data_module.make_data(x, None, None, self.float_dtype, batch_size=1, shuffle=False)
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
+        with _inference(self):
             outputs = self.predict_step(self._whole_batch(data))
-        self.train(was_training)
         return _to_numpy(outputs)
 
     def _whole_batch(self, data: ArrayData | IterableData) -> data_module.Batch:
