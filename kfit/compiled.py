@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -171,6 +171,7 @@ class CompiledMetrics:
 
     def __init__(self, metrics: Any, weighted_metrics: Any):
         self.entries: list[tuple[str, torchmetrics.Metric, bool]] = []
+        self._updates: list[Callable[..., None]] = []
         self._pending = [(m, False) for m in _as_list(metrics, "metrics")]
         self._pending += [(m, True) for m in _as_list(weighted_metrics, "weighted_metrics")]
         for identifier, _ in self._pending:  # fail on a misspelt id now, not mid-training
@@ -198,11 +199,23 @@ class CompiledMetrics:
             if isinstance(metric, metrics_module.Metric):
                 metric.name = name
             self.entries.append((name, metric.to(y_pred.device), weighted))
+        self._updates = [self._updater(metric, weighted) for _, metric, weighted in self.entries]
         self.built = True
+
+    @staticmethod
+    def _updater(metric: torchmetrics.Metric, weighted: bool):
+        """The per-step call for one metric, decided once: kfit's take sample weights."""
+        if isinstance(metric, metrics_module.Metric):
+            if weighted:
+                return metric.update
+            return lambda y_pred, y_true, sample_weight: metric.update(y_pred, y_true)
+        # a user's torchmetrics object: (preds, target), as torchmetrics calls it
+        return lambda y_pred, y_true, sample_weight: metric.update(y_pred, y_true)
 
     def unbuild(self) -> None:
         """Forgets the accumulators built from a first batch that failed."""
         self.entries = []
+        self._updates = []
         self.built = not self._pending
 
     @staticmethod
@@ -228,11 +241,8 @@ class CompiledMetrics:
     def update(
         self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None
     ) -> None:
-        for _, metric, weighted in self.entries:
-            if isinstance(metric, metrics_module.Metric):
-                metric.update(y_pred, y_true, sample_weight if weighted else None)
-            else:  # a user's torchmetrics object: (preds, target), as torchmetrics calls it
-                metric.update(y_pred, y_true)
+        for update in self._updates:
+            update(y_pred, y_true, sample_weight)
 
     def reset(self) -> None:
         for _, metric, _ in self.entries:

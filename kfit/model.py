@@ -188,7 +188,9 @@ class Model(Trainer, nn.Module):
         self._loss_weight = loss_weight
         self._compiled_metrics = compiled_metrics
         self._lr_scheduler_callback = scheduler_callback
-        self._loss_tracker = LossTracker().to(target_device)
+        # Kept out of the module registry (like the compiled metrics): `model.apply`,
+        # `children()` and `repr` show the user's layers only.
+        self.__dict__["_loss_tracker"] = LossTracker().to(target_device)
         self._optimizer_spec = (
             optimizer_id if isinstance(optimizer_id, optimizers_module.Optimizer) else None
         )
