@@ -109,7 +109,7 @@ class Model(Trainer, nn.Module):
                 )
             self.module = module
         self.optimizer: torch.optim.Optimizer | None = None
-        self._optimizer_spec: optimizers_module.Optimizer | None = None
+        self._gradient_transform: optimizers_module.Optimizer | None = None
         self._compiled_loss: CompiledLoss | None = None
         self._device: torch.device | None = None
         self.__dict__["_jit_forward"] = None
@@ -191,9 +191,9 @@ class Model(Trainer, nn.Module):
         # Kept out of the module registry (like the compiled metrics): `model.apply`,
         # `children()` and `repr` show the user's layers only.
         self.__dict__["_loss_tracker"] = LossTracker().to(target_device)
-        self._optimizer_spec = (
-            optimizer_id if isinstance(optimizer_id, optimizers_module.Optimizer) else None
-        )
+        spec = optimizer_id if isinstance(optimizer_id, optimizers_module.Optimizer) else None
+        # Only a spec with clipping or decoupled decay has work before each optimizer step.
+        self._gradient_transform = spec if spec is not None and spec.transforms_gradients else None
         self._optimizer_source = optimizer_id
         self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
         # Kept out of nn.Module's registry: the compiled wrapper holds this very model.

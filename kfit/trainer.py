@@ -116,8 +116,8 @@ class Trainer:
         optimizer = self._optimizer_for_step()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self._optimizer_spec is not None and self._optimizer_spec.transforms_gradients:
-            self._optimizer_spec.before_step(optimizer)
+        if self._gradient_transform is not None:  # clipping, decoupled weight decay
+            self._gradient_transform.before_step(optimizer)
         optimizer.step()
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
 
