@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from kfit.callbacks.callback import Callback
+from kfit.callbacks.monitor import check_save_freq
 
 # What an unreadable backup raises: a truncated or corrupt file (OSError, EOFError,
 # RuntimeError from torch's zip reader) or a file that is not a kfit training state.
@@ -59,13 +60,7 @@ class BackupAndRestore(Callback):
         super().__init__()
         if not backup_dir:
             raise ValueError(f"`backup_dir` must name a folder; got {backup_dir!r}.")
-        if save_freq != "epoch" and (
-            isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
-        ):
-            raise ValueError(
-                f"`save_freq` must be 'epoch' or an integer number of batches >= 1; "
-                f"got {save_freq!r}."
-            )
+        check_save_freq(save_freq)
         self.backup_dir = Path(backup_dir)
         self.save_freq = save_freq
         self.double_checkpoint = double_checkpoint

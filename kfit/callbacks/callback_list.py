@@ -55,8 +55,7 @@ class RunningLogs(MutableMapping):
 def _overrides(callback: Callback, names: tuple[str, ...]) -> bool:
     """Whether the callback's class overrides, or the instance itself sets, one of the hooks."""
     return any(
-        n in vars(callback) or getattr(type(callback), n) is not getattr(Callback, n)
-        for n in names
+        n in vars(callback) or getattr(type(callback), n) is not getattr(Callback, n) for n in names
     )
 
 

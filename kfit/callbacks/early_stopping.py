@@ -8,12 +8,7 @@ from typing import Any
 
 import torch
 
-from kfit.callbacks.monitor import Mode, MonitorCallback
-
-
-def _check_count(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{name}` must be an integer >= 0; got {value!r}.")
+from kfit.callbacks.monitor import Mode, MonitorCallback, check_count
 
 
 class EarlyStopping(MonitorCallback):
@@ -64,8 +59,8 @@ class EarlyStopping(MonitorCallback):
         start_from_epoch: int = 0,
     ):
         super().__init__(monitor, mode, baseline=baseline, min_delta=min_delta)
-        _check_count("patience", patience)
-        _check_count("start_from_epoch", start_from_epoch)
+        check_count("patience", patience)
+        check_count("start_from_epoch", start_from_epoch)
         self.patience = patience
         self.verbose = verbose
         self.restore_best_weights = restore_best_weights

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kfit.callbacks.monitor import Mode, MonitorCallback
+from kfit.callbacks.monitor import Mode, MonitorCallback, check_save_freq
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -64,13 +64,7 @@ class ModelCheckpoint(MonitorCallback):
         initial_value_threshold: float | None = None,
     ):
         super().__init__(monitor=monitor, mode=mode, baseline=initial_value_threshold)
-        if save_freq != "epoch" and (
-            isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
-        ):
-            raise ValueError(
-                f"`save_freq` must be 'epoch' or an integer number of batches >= 1; "
-                f"got {save_freq!r}."
-            )
+        check_save_freq(save_freq)
         self.filepath = os.fspath(filepath)
         self.verbose = verbose
         self.save_best_only = save_best_only

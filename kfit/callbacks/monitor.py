@@ -10,6 +10,22 @@ from kfit.callbacks.callback import Callback
 Mode = Literal["auto", "min", "max"]
 
 
+def check_count(name: str, value: Any) -> None:
+    """Raises a `ValueError` unless `value` is an integer >= 0 (patience, cooldown, ...)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be an integer >= 0; got {value!r}.")
+
+
+def check_save_freq(save_freq: Any) -> None:
+    """Raises a `ValueError` unless `save_freq` is `'epoch'` or a number of batches >= 1."""
+    if save_freq != "epoch" and (
+        isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
+    ):
+        raise ValueError(
+            f"`save_freq` must be 'epoch' or an integer number of batches >= 1; got {save_freq!r}."
+        )
+
+
 class MonitorCallback(Callback):
     """Base of callbacks that watch one logged quantity for improvement (Keras's semantics).
 

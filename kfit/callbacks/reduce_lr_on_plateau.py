@@ -5,13 +5,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from kfit.callbacks.monitor import Mode, MonitorCallback
+from kfit.callbacks.monitor import Mode, MonitorCallback, check_count
 from kfit.optimizers import get_learning_rate, set_learning_rate
-
-
-def _check_count(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{name}` must be an integer >= 0; got {value!r}.")
 
 
 class ReduceLROnPlateau(MonitorCallback):
@@ -66,8 +61,8 @@ class ReduceLROnPlateau(MonitorCallback):
                 f"ReduceLROnPlateau does not support `factor` >= 1.0; `factor` must be a "
                 f"number < 1; got {factor!r}."
             )
-        _check_count("patience", patience)
-        _check_count("cooldown", cooldown)
+        check_count("patience", patience)
+        check_count("cooldown", cooldown)
         if isinstance(min_lr, bool) or not isinstance(min_lr, int | float) or min_lr < 0:
             raise ValueError(f"`min_lr` must be a number >= 0; got {min_lr!r}.")
         if kwargs:
