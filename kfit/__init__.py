@@ -8,7 +8,7 @@ Example:
     >>> history = model.fit(x, y, epochs=20, validation_split=0.2)
 """
 
-from kfit import callbacks, losses, metrics, optimizers
+from kfit import callbacks, losses, metrics, optimizers, summary
 from kfit.history import History
 from kfit.model import Model, Sequential
 
@@ -23,4 +23,5 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "summary",
 ]

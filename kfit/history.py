@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import html
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from kfit.callbacks.callback import Callback
+from kfit.progress import format_value
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+_VAL = "val_"
 
 
 class History(Callback):
     """Records each epoch's `logs` (added by `fit` automatically; one per `fit` call).
+
+    In a notebook a `History` displays as a table, one row per epoch.
 
     Attributes:
         history: `{key: [value per epoch]}`; keys in log order: `loss`, the metrics, then
@@ -21,12 +34,17 @@ class History(Callback):
         >>> history = model.fit(x, y, epochs=3)
         >>> history.history["loss"]
         [0.71, 0.52, 0.44]
+        >>> history.to_dataframe()  # doctest: +SKIP
+        >>> history.plot()  # doctest: +SKIP
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.history: dict[str, list[Any]] = {}
         self.epoch: list[int] = []
+        # The epochs each key was logged at: `val_` keys skip epochs under `validation_freq`,
+        # and a callback may start logging a key part-way.
+        self._key_epochs: dict[str, list[int]] = {}
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.epoch = []
@@ -35,8 +53,142 @@ class History(Callback):
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+            self._key_epochs.setdefault(key, []).append(epoch)
         # The model's `history` attribute is this object from the first epoch on.
         self.model.history = self
 
     def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+    # ------------------------------------------------------------------ views
+
+    def _epochs_of(self, key: str) -> list[int]:
+        """The 1-based epochs at which `key` was logged.
+
+        A History restored by `Model.load` keeps only `history` and `epoch`; a key logged at
+        fewer epochs than ran is then taken to be the last ones.
+        """
+        values = self.history[key]
+        recorded = self._key_epochs.get(key)
+        if recorded is None or len(recorded) != len(values):
+            recorded = self.epoch[len(self.epoch) - len(values) :]
+        return [epoch + 1 for epoch in recorded]
+
+    def to_dataframe(self) -> pandas.DataFrame:
+        """The history as a pandas DataFrame: one row per epoch, one column per key.
+
+        Returns:
+            A DataFrame indexed by the 1-based epoch (index named `epoch`), columns in log
+            order; an epoch at which a key was not logged (validation skipped by
+            `validation_freq`) holds NaN.
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError(
+                "History.to_dataframe() needs pandas: `pip install pandas`."
+            ) from error
+        index = pd.Index([epoch + 1 for epoch in self.epoch], name="epoch")
+        frame = pd.DataFrame(index=index)
+        for key, values in self.history.items():
+            frame[key] = pd.Series(values, index=self._epochs_of(key)).reindex(index)
+        return frame
+
+    def _quantities(self) -> list[str]:
+        """The plotted quantities in log order: every key without its `val_` prefix, once."""
+        names: list[str] = []
+        for key in self.history:
+            name = key.removeprefix(_VAL)
+            if name not in names:
+                names.append(name)
+        return names
+
+    def plot(
+        self,
+        metrics: str | Sequence[str] | None = None,
+        ax: Axes | Sequence[Axes] | None = None,
+        figsize: tuple[float, float] | None = None,
+    ) -> Figure:
+        """Plots each quantity per epoch, its `val_` curve on the same panel.
+
+        Args:
+            metrics: the quantities to plot (`'loss'`, a metric's name, a callback's key);
+                all of them when None. A `val_` curve goes with its quantity.
+            ax: Axes to draw on, one per quantity; a new figure when None.
+            figsize: the new figure's size in inches; ignored when `ax` is given.
+
+        Returns:
+            The matplotlib Figure drawn on.
+
+        Raises:
+            ImportError: matplotlib is not installed.
+            ValueError: a name in `metrics` was never logged, the history is empty, or `ax`
+                does not hold one Axes per quantity.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError(
+                "History.plot() needs matplotlib: `pip install kfit[plot]`."
+            ) from error
+        available = self._quantities()
+        if metrics is None:
+            names = available
+        else:
+            names = [metrics] if isinstance(metrics, str) else list(metrics)
+            unknown = [name for name in names if name not in available]
+            if unknown:
+                raise ValueError(
+                    f"`metrics` names {unknown} that this History does not hold; "
+                    f"available: {available}."
+                )
+        if not names:
+            raise ValueError("History.plot(): nothing to plot, no epoch was recorded.")
+        if ax is None:
+            columns = min(len(names), 3)
+            rows = math.ceil(len(names) / columns)
+            figure, grid = plt.subplots(
+                rows, columns, figsize=figsize or (4.5 * columns, 3.5 * rows), squeeze=False
+            )
+            axes = list(grid.flat)
+            for unused in axes[len(names) :]:
+                figure.delaxes(unused)
+        else:
+            axes = [ax] if not isinstance(ax, Sequence) else list(ax)
+            if len(axes) != len(names):
+                raise ValueError(
+                    f"`ax` must hold one Axes per quantity ({len(names)}: {names}); "
+                    f"got {len(axes)}."
+                )
+            figure = axes[0].figure
+        for axis, name in zip(axes, names, strict=False):
+            for key, label in ((name, "train"), (_VAL + name, "validation")):
+                if key in self.history:
+                    axis.plot(self._epochs_of(key), self.history[key], marker=".", label=label)
+            axis.set_title(name)
+            axis.set_xlabel("epoch")
+            axis.legend()
+        figure.tight_layout()
+        return figure
+
+    def _repr_html_(self) -> str:
+        """An HTML table for notebooks: epochs as rows, keys as columns, Keras's number format."""
+        rows: dict[int, dict[str, str]] = {epoch + 1: {} for epoch in self.epoch}
+        for key, values in self.history.items():
+            for epoch, value in zip(self._epochs_of(key), values, strict=True):
+                rows.setdefault(epoch, {})[key] = html.escape(format_value(value))
+        header = "".join(f"<th>{html.escape(key)}</th>" for key in self.history)
+        body = "".join(
+            f"<tr><th>{epoch}</th>"
+            + "".join(f"<td>{cells.get(key, '')}</td>" for key in self.history)
+            + "</tr>"
+            for epoch, cells in rows.items()
+        )
+        return (
+            '<table class="kfit-history">'
+            f"<thead><tr><th>epoch</th>{header}</tr></thead>"
+            f"<tbody>{body}</tbody></table>"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from kfit import optimizers as optimizers_module
 from kfit import saving
+from kfit import summary as summary_module
 from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
 from kfit.history import History
@@ -261,6 +263,22 @@ class Model(Trainer, nn.Module):
                 )
             raise ValueError(f"{method}() needs a loss: compile() was called with loss=None.")
 
+    # ------------------------------------------------------------------ summary
+
+    def summary(
+        self,
+        input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+        input_data: Any = None,
+        print_fn: Callable[[str], Any] | None = print,
+        line_length: int = summary_module.DEFAULT_LINE_LENGTH,
+    ) -> None:
+        """Prints Keras's summary table: layers, output shapes, parameter totals.
+
+        Returns None, as Keras does (a notebook would echo returned text); pass `print_fn`
+        to capture the text. See `kfit.summary.summary` for the arguments.
+        """
+        summary_module.summary(self, input_size, input_data, print_fn, line_length)
+
     # ------------------------------------------------------------------ saving
 
     def save_weights(self, filepath: str | os.PathLike) -> None:
@@ -307,6 +325,7 @@ class Model(Trainer, nn.Module):
             else {
                 "history": history.history,
                 "epoch": history.epoch,
+                "key_epochs": history._key_epochs,  # which epochs each key was logged at
                 "params": {
                     k: v
                     for k, v in history.params.items()
@@ -346,6 +365,7 @@ class Model(Trainer, nn.Module):
             history.history = state["history"]["history"]
             history.epoch = state["history"]["epoch"]
             history.params = state["history"]["params"]
+            history._key_epochs = state["history"].get("key_epochs", {})
             history.set_model(self)
             self.history = history
         saving.set_rng_state(state["rng"])

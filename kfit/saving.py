@@ -78,8 +78,9 @@ def load_tensors(path: PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError) as err:
-        raise ValueError(f"Cannot read {str(path)!r}: the file is truncated or not a torch "
-                         f"checkpoint ({err}).") from err
+        raise ValueError(
+            f"Cannot read {str(path)!r}: the file is truncated or not a torch checkpoint ({err})."
+        ) from err
     except pickle.UnpicklingError as err:
         raise ValueError(
             f"Refusing to load {str(path)!r}: it holds pickled objects other than tensors and "

@@ -61,8 +61,11 @@ def _compiled_model(**compile_kwargs) -> kfit.Model:
     [
         {"optimizer": "rmsprop", "loss": "mse", "metrics": ["mae", "mse"]},
         {"optimizer": kfit.optimizers.Adam(clipnorm=1.0), "loss": "mse", "metrics": ["mae"]},
-        {"optimizer": kfit.optimizers.SGD(global_clipnorm=1.0, weight_decay=0.01),
-         "loss": nn.MSELoss(), "metrics": [kfit.metrics.RootMeanSquaredError()]},
+        {
+            "optimizer": kfit.optimizers.SGD(global_clipnorm=1.0, weight_decay=0.01),
+            "loss": nn.MSELoss(),
+            "metrics": [kfit.metrics.RootMeanSquaredError()],
+        },
     ],
 )
 def test_fit_reads_values_once_per_epoch_at_verbose_0(monkeypatch, compile_kwargs):
