@@ -42,8 +42,11 @@ _PROBABILISTIC = {
 
 
 def keras_accuracy_kind(y_true: torch.Tensor, y_pred: torch.Tensor) -> str:
-    """Keras's rule for `'accuracy'` and `'crossentropy'`: binary, sparse or categorical."""
-    if y_pred.shape[-1] == 1:
+    """Keras's rule for `'accuracy'` and `'crossentropy'`: binary, sparse or categorical.
+
+    An `(N,)` output is one value per sample (see `match_shapes`), so it counts as binary.
+    """
+    if y_pred.dim() <= 1 or y_pred.shape[-1] == 1:
         return "binary"
     if y_true.dim() < y_pred.dim() or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1):
         return "sparse"

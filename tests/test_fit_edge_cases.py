@@ -171,3 +171,25 @@ def test_dataloader_of_tensor_dataset_trains():
     loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=8)
     history = _model().fit(loader, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
+
+
+def test_accuracy_on_one_dimensional_probabilities_is_binary():
+    class Squeezed(kfit.Model):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return torch.sigmoid(self.linear(x)).squeeze(-1)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    torch.manual_seed(0)
+    model = Squeezed()
+    model.compile("sgd", "crossentropy", metrics=["accuracy"], device="cpu")
+    model.fit(x, y, epochs=1, verbose=0)
+    _, accuracy = model.evaluate(x, y, verbose=0)
+    expected = float(((model.predict(x, verbose=0) > 0.5) == (y > 0.5)).mean())
+    assert accuracy == pytest.approx(expected)
+    assert model._compiled_loss.fn.fn is kfit.losses.binary_crossentropy
