@@ -7,6 +7,7 @@ from kfit.callbacks.csv_logger import CSVLogger
 from kfit.callbacks.early_stopping import EarlyStopping
 from kfit.callbacks.lambda_callback import LambdaCallback
 from kfit.callbacks.learning_rate_scheduler import LearningRateScheduler
+from kfit.callbacks.live_plot import LivePlot
 from kfit.callbacks.model_checkpoint import ModelCheckpoint
 from kfit.callbacks.monitor import MonitorCallback
 from kfit.callbacks.progbar_logger import ProgbarLogger
@@ -25,6 +26,7 @@ __all__ = [
     "History",
     "LambdaCallback",
     "LearningRateScheduler",
+    "LivePlot",
     "ModelCheckpoint",
     "MonitorCallback",
     "ProgbarLogger",
