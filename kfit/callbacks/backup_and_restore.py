@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from kfit.callbacks.callback import Callback
-from kfit.callbacks.monitor import check_save_freq
+from kfit.callbacks.monitor import BatchCountdown, check_save_freq
 
 # What an unreadable backup raises: a truncated or corrupt file (OSError, EOFError,
 # RuntimeError from torch's zip reader) or a file that is not a kfit training state.
@@ -67,10 +67,14 @@ class BackupAndRestore(Callback):
         self.delete_checkpoint = delete_checkpoint
         self._latest = self.backup_dir / "latest.pt"
         self._previous = self.backup_dir / "previous.pt"
-        self._batches_since_save = 0
+        self._countdown: BatchCountdown | None = None
+        if save_freq != "epoch":
+            # A batch hook on the instance only: epoch-frequency backups cost nothing per step.
+            self.on_train_batch_end = self._save_every_n_batches
 
     def on_train_begin(self, logs=None):
-        self._batches_since_save = 0
+        if self.save_freq != "epoch":
+            self._countdown = BatchCountdown(self.save_freq)
         if not self._restore(self._latest) and self.double_checkpoint:
             self._restore(self._previous)
 
@@ -94,12 +98,8 @@ class BackupAndRestore(Callback):
         self.model._initial_epoch = self.model.epochs_completed
         return True
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        self._batches_since_save += 1
-        if self._batches_since_save >= self.save_freq:
-            self._batches_since_save = 0
+    def _save_every_n_batches(self, batch, logs=None):
+        if self._countdown.tick():
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):

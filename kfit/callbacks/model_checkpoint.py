@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from kfit.callbacks.monitor import Mode, MonitorCallback, check_save_freq
+from kfit.callbacks.monitor import BatchCountdown, Mode, MonitorCallback, check_save_freq
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -70,18 +70,17 @@ class ModelCheckpoint(MonitorCallback):
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
         self.save_freq = save_freq
-        self._batches_since_save = 0
+        self._countdown = BatchCountdown(save_freq) if save_freq != "epoch" else None
         self._current_epoch = 0
+        if save_freq != "epoch":
+            # A batch hook on the instance only: epoch-frequency saves cost nothing per step.
+            self.on_train_batch_end = self._save_every_n_batches
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        self._batches_since_save += 1
-        if self._batches_since_save >= self.save_freq:
-            self._batches_since_save = 0
+    def _save_every_n_batches(self, batch, logs=None):
+        if self._countdown.tick():  # the batch logs are read (a host read) only when saving
             self._save(self._current_epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):

@@ -26,6 +26,25 @@ def check_save_freq(save_freq: Any) -> None:
         )
 
 
+class BatchCountdown:
+    """Counts training batches across epochs; `tick` is True on every `every`-th one.
+
+    Args:
+        every: how many batches make one period.
+    """
+
+    def __init__(self, every: int):
+        self.every = every
+        self.count = 0
+
+    def tick(self) -> bool:
+        self.count += 1
+        if self.count < self.every:
+            return False
+        self.count = 0
+        return True
+
+
 class MonitorCallback(Callback):
     """Base of callbacks that watch one logged quantity for improvement (Keras's semantics).
 

@@ -256,3 +256,14 @@ def test_invalid_save_freq_raises(save_freq):
 def test_invalid_mode_raises():
     with pytest.raises(ValueError, match="`mode` must be 'auto', 'min' or 'max'"):
         ModelCheckpoint("m.pt", mode="maximum")
+
+
+@pytest.mark.parametrize(("save_freq", "per_batch"), [("epoch", False), (3, True)])
+def test_batch_hook_is_dispatched_only_for_batch_frequency_saves(tmp_path, save_freq, per_batch):
+    from kfit.callbacks.callback_list import CallbackList
+
+    for callback in (
+        kfit.callbacks.ModelCheckpoint(str(tmp_path / "m.pt"), save_freq=save_freq),
+        kfit.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=save_freq),
+    ):
+        assert CallbackList([callback], None, {}).wants("on_train_batch_end") is per_batch
