@@ -18,7 +18,9 @@ from torch import nn
 
 from kfit import losses as losses_module
 from kfit import metrics as metrics_module
+from kfit.data import leaves
 from kfit.losses import _snake_case, match_shapes, reduce_weighted
+from kfit.outputs import OutputSlot, check_tree, output_slots, per_output, select
 
 _CROSSENTROPY_IDS = ("crossentropy", "ce")
 
@@ -64,8 +66,8 @@ class LossTracker(metrics_module._Accumulator):
         self._accumulate_count(batch_size)
 
 
-class CompiledLoss:
-    """The loss `compile` was given, applied with Keras's reduction `sum(w * l) / N`.
+class OutputLoss:
+    """One output's loss, applied with Keras's reduction `sum(w * l) / N`.
 
     Args:
         identifier: a string id, a `kfit.losses.Loss`, a function `f(y_true, y_pred)`, or a
@@ -151,75 +153,246 @@ class CompiledLoss:
         return reduce_weighted(self._unreduced_module(y_pred, y_true), sample_weight)
 
 
-def _as_list(value: Any, arg_name: str) -> list[Any]:
-    if value is None:
+def _leaves(spec: Any) -> list[Any]:
+    """Every identifier in a `loss`/`metrics` argument (lists and dicts opened)."""
+    if spec is None:
         return []
-    if isinstance(value, Mapping):
+    if isinstance(spec, Mapping):
+        return [leaf for value in spec.values() for leaf in _leaves(value)]
+    if isinstance(spec, list | tuple):
+        return [leaf for value in spec for leaf in _leaves(value)]
+    return [spec]
+
+
+def _check_loss_weights(loss_weights: Any) -> None:
+    def is_number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    values = (
+        list(loss_weights.values())
+        if isinstance(loss_weights, Mapping)
+        else list(loss_weights)
+        if isinstance(loss_weights, list | tuple)
+        else [loss_weights]
+    )
+    if loss_weights is not None and not all(is_number(v) for v in values):
         raise ValueError(
-            f"`{arg_name}` as a dict (one entry per output) needs a multi-output "
-            "model; this model has one output, so pass a list."
+            "`loss_weights` must be a number, a list of numbers (one per output) or a dict "
+            f"{{output name: number}}; got {loss_weights!r}."
         )
-    if isinstance(value, list | tuple):
-        return list(value)
-    return [value]  # a bare id or object: Keras refuses it; kfit takes it as a one-item list
+
+
+class CompiledLoss:
+    """The `loss` and `loss_weights` given to `compile`, spread over the model's outputs.
+
+    The total is `sum(w_i * L_i)` over the outputs that have a loss (Keras). With more than
+    one loss, each output's unweighted loss is also tracked as `{output}_loss`: the epoch mean
+    of its batch values weighted by batch size, like `loss`.
+
+    Args:
+        loss: one loss (for every output), a list with one per output, or a dict
+            `{output name: loss}`; each a string id, a `kfit.losses.Loss`, a function
+            `f(y_true, y_pred)` or a torch loss module.
+        loss_weights: a number, a list (one per output) or a dict `{output name: weight}`.
+    """
+
+    def __init__(self, loss: Any, loss_weights: Any = None):
+        _check_loss_weights(loss_weights)
+        for identifier in _leaves(loss):  # a misspelt id fails at compile
+            OutputLoss(identifier)
+        self._loss = loss
+        self._loss_weights = loss_weights
+        self.unbuild()
+
+    def build(self, y_true: Any, y_pred: Any) -> None:
+        """Matches the losses to the outputs of the first batch and settles their ids."""
+        slots = output_slots(y_pred)
+        losses = per_output(self._loss, slots, "loss", broadcast=True)
+        if len(slots) == 1 and isinstance(losses[0], list | tuple):
+            if len(losses[0]) != 1:
+                raise ValueError(
+                    f"The model has one output, so `loss` must be one loss; got {len(losses[0])}."
+                )
+            losses = [losses[0][0]]
+        weights = self._weights(slots)
+        used = [slot for slot, loss in zip(slots, losses, strict=True) if loss is not None]
+        check_tree(y_true, slots, used, "y")
+        terms = []
+        for slot, identifier, weight in zip(slots, losses, weights, strict=True):
+            if identifier is not None:
+                output_loss = OutputLoss(identifier)
+                output_loss.build(select(y_true, slot), select(y_pred, slot))
+                terms.append((slot, output_loss, weight))
+        device = leaves(y_pred)[0].device
+        if len(terms) > 1:
+            self.trackers = {
+                f"{slot.name}_loss": LossTracker(f"{slot.name}_loss").to(device)
+                for slot, _, _ in terms
+            }
+        self.slots, self.terms, self.built = slots, terms, True
+
+    def _weights(self, slots: list[OutputSlot]) -> list[float]:
+        weights = self._loss_weights
+        if weights is None or isinstance(weights, int | float):
+            return [1.0 if weights is None else float(weights)] * len(slots)
+        if len(slots) == 1 and isinstance(weights, list | tuple):
+            if len(weights) != 1:
+                raise ValueError(
+                    f"The model has one output, so `loss_weights` must be one number; got "
+                    f"{weights!r}."
+                )
+            return [float(weights[0])]
+        spread = per_output(weights, slots, "loss_weights", broadcast=False)
+        return [1.0 if w is None else float(w) for w in spread]
+
+    def unbuild(self) -> None:
+        """Forgets what `build` settled (after a first batch that failed)."""
+        self.slots: list[OutputSlot] = []
+        self.terms: list[tuple[OutputSlot, OutputLoss, float]] = []
+        self.trackers: dict[str, LossTracker] = {}
+        self.built = False
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any) -> torch.Tensor | None:
+        """The weighted total over the outputs (None when no output has a loss)."""
+        if len(self.slots) == 1 and self.terms:  # one output: no per-output bookkeeping
+            slot, output_loss, weight = self.terms[0]
+            if not isinstance(y_true, torch.Tensor):
+                y_true, y_pred = select(y_true, slot), select(y_pred, slot)
+            loss = output_loss(y_true, y_pred, select(sample_weight, slot))
+            return loss if weight == 1.0 else loss * weight
+        if sample_weight is not None and not isinstance(sample_weight, torch.Tensor):
+            check_tree(sample_weight, self.slots, [s for s, _, _ in self.terms], "sample_weight")
+        total = None
+        batch_size = leaves(y_pred)[0].shape[0]
+        for slot, output_loss, weight in self.terms:
+            value = output_loss(
+                select(y_true, slot), select(y_pred, slot), select(sample_weight, slot)
+            )
+            if self.trackers:
+                self.trackers[f"{slot.name}_loss"].update(value, batch_size)  # unweighted
+            value = value if weight == 1.0 else value * weight
+            total = value if total is None else total + value
+        return total
+
+    def reset(self) -> None:
+        for tracker in self.trackers.values():
+            tracker.reset()
+
+    def results(self) -> dict[str, torch.Tensor]:
+        """Each output's epoch loss, as device tensors (empty with a single loss)."""
+        return {name: tracker.compute() for name, tracker in self.trackers.items()}
+
+
+def _metric_list(entry: Any, arg_name: str) -> list[Any]:
+    """One output's metrics as a flat list."""
+    if entry is None:
+        return []
+    if isinstance(entry, Mapping):
+        raise ValueError(
+            f"`{arg_name}` nests a dict inside a list or dict; give each output a metric or "
+            f"a list of metrics. Got {entry!r}."
+        )
+    if isinstance(entry, list | tuple):
+        return [m for item in entry for m in _metric_list(item, arg_name)]
+    return [entry]
 
 
 class CompiledMetrics:
-    """The epoch metrics `compile` was given, as torchmetrics accumulators.
+    """The epoch metrics `compile` was given, as torchmetrics accumulators, per output.
+
+    For a model with one output the metrics are named as given (`accuracy`, `mae`); with
+    more, each log key is `{output}_{metric}` (`out_a_mae`). A metric named twice for one
+    output gets `_1`, `_2`, ... appended, and a weighted metric that repeats an unweighted one
+    is called `weighted_{name}` (Keras's names).
 
     Args:
-        metrics: unweighted metrics (ids, objects, classes or functions).
-        weighted_metrics: metrics that take `sample_weight` into account.
+        metrics: unweighted metrics: a list (for a single output), a list with one entry
+            (a metric or a list) per output, or a dict `{output name: metric(s)}`. Each
+            metric is an id, a metric object (kfit's or torchmetrics'), or a function.
+        weighted_metrics: metrics that take `sample_weight` into account, in the same forms.
     """
 
     def __init__(self, metrics: Any, weighted_metrics: Any):
-        self.entries: list[tuple[str, torchmetrics.Metric, bool]] = []
-        self._updates: list[Callable[..., None]] = []
-        self._pending = [(m, False) for m in _as_list(metrics, "metrics")]
-        self._pending += [(m, True) for m in _as_list(weighted_metrics, "weighted_metrics")]
-        for identifier, _ in self._pending:  # fail on a misspelt id now, not mid-training
-            if not (
-                isinstance(identifier, str) and identifier.lower() in metrics_module.ACCURACY_IDS
-            ):
-                metrics_module.get(identifier)
-        self.built = not self._pending
+        for spec in (metrics, weighted_metrics):
+            for identifier in _leaves(spec):  # fail on a misspelt id now, not mid-training
+                if not (
+                    isinstance(identifier, str)
+                    and identifier.lower() in metrics_module.ACCURACY_IDS
+                ):
+                    metrics_module.get(identifier)
+        self._metrics, self._weighted_metrics = metrics, weighted_metrics
+        self.unbuild()
 
     @property
     def names(self) -> list[str]:
         return [name for name, _, _ in self.entries]
 
-    def build(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
+    def build(self, y_true: Any, y_pred: Any) -> None:
         """Creates the accumulators on `y_pred`'s device, settling `'accuracy'` by shape."""
+        slots = output_slots(y_pred)
+        spread = {
+            False: per_output(self._metrics, slots, "metrics", broadcast=False),
+            True: per_output(self._weighted_metrics, slots, "weighted_metrics", broadcast=False),
+        }
+        wanted = {
+            i: [
+                (m, weighted)
+                for weighted in (False, True)
+                for m in _metric_list(
+                    spread[weighted][i], "weighted_metrics" if weighted else "metrics"
+                )
+            ]
+            for i in range(len(slots))
+        }
+        check_tree(y_true, slots, [s for s in slots if wanted[s.position]], "y")
+        device = leaves(y_pred)[0].device
         seen: set[str] = set()
-        for identifier, weighted in self._pending:
-            metric, name = self._resolve(identifier, y_true, y_pred)
-            if weighted and name in seen:
-                name = f"weighted_{name}"
-            base, suffix = name, 1
-            while name in seen:
-                name, suffix = f"{base}_{suffix}", suffix + 1
-            seen.add(name)
-            if isinstance(metric, metrics_module.Metric):
-                metric.name = name
-            self.entries.append((name, metric.to(y_pred.device), weighted))
-        self._updates = [self._updater(metric, weighted) for _, metric, weighted in self.entries]
+        used_objects: set[int] = set()
+        for slot in slots:
+            in_output: set[str] = set()
+            for identifier, weighted in wanted[slot.position]:
+                metric, name = self._resolve(identifier, select(y_true, slot), select(y_pred, slot))
+                if id(metric) in used_objects:  # one object named for two outputs: a copy each
+                    metric = copy.deepcopy(metric)
+                used_objects.add(id(metric))
+                if weighted and name in in_output:
+                    name = f"weighted_{name}"
+                in_output.add(name)
+                key = name if len(slots) == 1 else f"{slot.name}_{name}"
+                base, suffix = key, 1
+                while key in seen:
+                    key, suffix = f"{base}_{suffix}", suffix + 1
+                seen.add(key)
+                if isinstance(metric, metrics_module.Metric):
+                    metric.name = key
+                metric = metric.to(device)
+                self.entries.append((key, metric, weighted))
+                self._updates.append(self._updater(metric, weighted, slot, len(slots)))
         self.built = True
 
     @staticmethod
-    def _updater(metric: torchmetrics.Metric, weighted: bool):
+    def _updater(metric: torchmetrics.Metric, weighted: bool, slot: OutputSlot, outputs: int):
         """The per-step call for one metric, decided once: kfit's take sample weights."""
-        if isinstance(metric, metrics_module.Metric):
-            if weighted:
-                return metric.update
-            return lambda y_pred, y_true, sample_weight: metric.update(y_pred, y_true)
-        # a user's torchmetrics object: (preds, target), as torchmetrics calls it
-        return lambda y_pred, y_true, sample_weight: metric.update(y_pred, y_true)
+        if isinstance(metric, metrics_module.Metric) and weighted:
+            update = metric.update
+        else:  # unweighted, or a user's torchmetrics object called as (preds, target)
+
+            def update(y_pred, y_true, sample_weight):
+                metric.update(y_pred, y_true)
+
+        if outputs == 1 and slot.name is None:
+            return update
+
+        def update_output(y_pred, y_true, sample_weight):
+            update(select(y_pred, slot), select(y_true, slot), select(sample_weight, slot))
+
+        return update_output
 
     def unbuild(self) -> None:
-        """Forgets the accumulators built from a first batch that failed."""
-        self.entries = []
-        self._updates = []
-        self.built = not self._pending
+        """Forgets the accumulators (after a first batch that failed)."""
+        self.entries: list[tuple[str, torchmetrics.Metric, bool]] = []
+        self._updates: list[Callable[..., None]] = []
+        self.built = not (_leaves(self._metrics) or _leaves(self._weighted_metrics))
 
     @staticmethod
     def _resolve(identifier: Any, y_true: torch.Tensor, y_pred: torch.Tensor):
@@ -241,9 +414,7 @@ class CompiledMetrics:
         name = getattr(identifier, "name", None) or getattr(identifier, "__name__", "metric")
         return metrics_module.MeanMetricWrapper(resolved, name=name), name
 
-    def update(
-        self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None
-    ) -> None:
+    def update(self, y_true: Any, y_pred: Any, sample_weight: Any) -> None:
         for update in self._updates:
             update(y_pred, y_true, sample_weight)
 

@@ -189,7 +189,7 @@ class ArrayData:
 
     x: Tree
     y: Tree | None
-    sample_weight: torch.Tensor | None
+    sample_weight: Tree | None
     size: int
 
     def num_batches(self, batch_size: int) -> int:
@@ -305,7 +305,10 @@ def class_weight_to_sample_weight(y: torch.Tensor, class_weight: Mapping[Any, fl
         ValueError: if a class present in `y` has no weight.
     """
     if not isinstance(y, torch.Tensor):
-        raise ValueError("`class_weight` needs a single target array `y`.")
+        raise ValueError(
+            "`class_weight` is only supported for models with a single output (as in Keras); "
+            "for several outputs pass `sample_weight` as a list or dict, one array per output."
+        )
     labels = y.argmax(-1) if y.dim() > 1 and y.shape[-1] > 1 else y.reshape(y.shape[0], -1)[:, 0]
     labels = torch.round(labels.double()).long()
     present = sorted(int(c) for c in torch.unique(labels).tolist())
@@ -365,12 +368,13 @@ def make_data(
     y_tree = standardize_dtypes(to_tensor_tree(y, "y"), float_dtype, is_target=True)
     weights = to_tensor_tree(sample_weight, "sample_weight")
     if weights is not None:
-        if not isinstance(weights, torch.Tensor) or weights.dim() not in (1, 2):
-            raise ValueError(
-                "`sample_weight` must be one array of shape (N,) or (N, T); got "
-                f"{getattr(weights, 'shape', type(weights).__name__)}."
-            )
-        weights = weights.to(float_dtype)
+        for leaf in leaves(weights):
+            if leaf.dim() not in (1, 2):
+                raise ValueError(
+                    "`sample_weight` must be an array of shape (N,) or (N, T), or a list/dict "
+                    f"of them (one per output); got an array of shape {tuple(leaf.shape)}."
+                )
+        weights = map_tree(lambda t: t.to(float_dtype), weights)
     size = num_samples(x_tree, y_tree, weights)
     return ArrayData(x_tree, y_tree, weights, size)
 

@@ -19,6 +19,7 @@ from kfit import summary as summary_module
 from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
 from kfit.history import History
+from kfit.loss_terms import LossTerms
 from kfit.trainer import Trainer
 
 
@@ -42,6 +43,8 @@ def _expressible_config(**settings: Any) -> dict[str, Any]:
     def plain(value: Any) -> bool:
         if isinstance(value, list | tuple):
             return all(plain(v) for v in value)
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
         return value is None or isinstance(value, str | int | float | bool)
 
     return {key: value for key, value in settings.items() if plain(value)}
@@ -111,7 +114,9 @@ class Model(Trainer, nn.Module):
                 )
             self.module = module
         self.optimizer: torch.optim.Optimizer | None = None
-        self._gradient_transform: optimizers_module.Optimizer | None = None
+        # The optimizer spec, when it does more per step than zero_grad/backward/step.
+        self._step_controls: optimizers_module.Optimizer | None = None
+        self.__dict__["_loss_terms"] = LossTerms()  # add_loss; kept out of the registry
         self._compiled_loss: CompiledLoss | None = None
         self._device: torch.device | None = None
         self.__dict__["_jit_forward"] = None
@@ -134,13 +139,40 @@ class Model(Trainer, nn.Module):
             )
         return module(*args, **kwargs)
 
+    def add_loss(self, loss: Callable[[], torch.Tensor] | torch.Tensor, name: str | None = None):
+        """Adds a term to the loss that training minimises, logged under its own name.
+
+        Two forms, as in Keras:
+        - a function of no arguments returning a tensor, called at every training and
+          evaluation step (a weight penalty):
+          `model.add_loss(lambda: 1e-4 * model.module[0].weight.pow(2).sum(), name="l2")`;
+        - a tensor, passed from inside `forward` (a VAE's KL term, an auxiliary head's loss):
+          `self.add_loss(kl.mean(), name="kl")`. It counts for that step only; tensors added
+          under one name in a step are summed.
+
+        The step's loss is the compiled loss plus every term (each summed to a scalar). The
+        epoch's `loss` and `val_loss` include the terms, and each term is also logged as
+        `{name}` and `val_{name}` (the batch-size-weighted mean, like `loss`), so you can see
+        how each part moves. Per-output `{output}_loss` values do not include them (Keras).
+
+        Args:
+            loss: a function returning a tensor, or a tensor computed in `forward`.
+            name: the log key (default: the function's name; `'added_loss'` for a lambda or
+                a tensor).
+
+        Raises:
+            TypeError: if `loss` is neither callable nor a tensor.
+            ValueError: if a function is added under a name already taken.
+        """
+        self._loss_terms.add(loss, name, self._log_keys())
+
     # ------------------------------------------------------------------ compile
 
     def compile(
         self,
         optimizer: Any = "rmsprop",
         loss: Any = None,
-        loss_weights: float | list[float] | None = None,
+        loss_weights: float | list[float] | dict[str, float] | None = None,
         metrics: Any = None,
         weighted_metrics: Any = None,
         jit_compile: bool = False,
@@ -156,11 +188,18 @@ class Model(Trainer, nn.Module):
             loss: a Keras id (`'mse'`, `'categorical_crossentropy'`, `'crossentropy'`, ...), a
                 `kfit.losses.Loss`, a function `f(y_true, y_pred)` returning per-sample values,
                 or a torch loss module such as `nn.CrossEntropyLoss()` (called as
-                `loss(y_pred, y_true)`).
-            loss_weights: a factor for the loss (one number for a single-output model).
+                `loss(y_pred, y_true)`). For a model with several outputs (a tuple or dict):
+                one loss for every output, a list with one per output, or a dict
+                `{output name: loss}`. None when `add_loss` terms or a custom `train_step`
+                supply the loss.
+            loss_weights: factors for the per-output losses, summed into the total: a number,
+                a list (one per output) or a dict `{output name: weight}`.
             metrics: a list of metric ids (`'accuracy'`, `'mae'`, ...), metric objects
-                (kfit's or any `torchmetrics.Metric`), or functions `f(y_true, y_pred)`.
-            weighted_metrics: metrics that take `sample_weight`/`class_weight` into account.
+                (kfit's or any `torchmetrics.Metric`), or functions `f(y_true, y_pred)`. For
+                several outputs: a list with one entry (a metric or a list) per output, or a
+                dict `{output name: metric(s)}`; log keys become `{output}_{metric}`.
+            weighted_metrics: metrics that take `sample_weight`/`class_weight` into account,
+                in the same forms.
             jit_compile: run the forward pass through `torch.compile`.
             device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
                 then CPU.
@@ -178,8 +217,7 @@ class Model(Trainer, nn.Module):
             raise TypeError(f"`jit_compile` must be True or False; got {jit_compile!r}.")
         target_device = resolve_device(device)
         optimizer_id = optimizers_module.get(optimizer)
-        compiled_loss = CompiledLoss(loss) if loss is not None else None
-        loss_weight = self._single_loss_weight(loss_weights)
+        compiled_loss = CompiledLoss(loss, loss_weights) if loss is not None else None
         compiled_metrics = CompiledMetrics(metrics, weighted_metrics)
         scheduler_callback = _scheduler_callback(lr_scheduler)
 
@@ -187,15 +225,14 @@ class Model(Trainer, nn.Module):
         self.to(target_device)
         self._device = target_device
         self._compiled_loss = compiled_loss
-        self._loss_weight = loss_weight
         self._compiled_metrics = compiled_metrics
         self._lr_scheduler_callback = scheduler_callback
         # Kept out of the module registry (like the compiled metrics): `model.apply`,
         # `children()` and `repr` show the user's layers only.
         self.__dict__["_loss_tracker"] = LossTracker().to(target_device)
         spec = optimizer_id if isinstance(optimizer_id, optimizers_module.Optimizer) else None
-        # Only a spec with clipping or decoupled decay has work before each optimizer step.
-        self._gradient_transform = spec if spec is not None and spec.transforms_gradients else None
+        # Only a spec with clipping, decay, a schedule or accumulation changes the step.
+        self._step_controls = spec if spec is not None and spec.has_step_controls else None
         self._optimizer_source = optimizer_id
         self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
         # Kept out of nn.Module's registry: the compiled wrapper holds this very model.
@@ -209,18 +246,6 @@ class Model(Trainer, nn.Module):
             weighted_metrics=weighted_metrics,
             jit_compile=jit_compile,
         )
-
-    @staticmethod
-    def _single_loss_weight(loss_weights: Any) -> float:
-        if loss_weights is None:
-            return 1.0
-        if isinstance(loss_weights, list | tuple) and len(loss_weights) == 1:
-            loss_weights = loss_weights[0]
-        if isinstance(loss_weights, bool) or not isinstance(loss_weights, int | float):
-            raise ValueError(
-                f"`loss_weights` must be a number for a single-output model; got {loss_weights!r}."
-            )
-        return float(loss_weights)
 
     def _has_lazy_parameters(self) -> bool:
         return any(isinstance(p, UninitializedParameter) for p in self.parameters())
@@ -255,13 +280,11 @@ class Model(Trainer, nn.Module):
             return None
 
     def _check_compiled(self, method: str) -> None:
-        if self._compiled_loss is None:
-            if self._device is None:
-                raise ValueError(
-                    f"You must call compile() before {method}(): e.g. "
-                    "model.compile(optimizer='rmsprop', loss='mse')."
-                )
-            raise ValueError(f"{method}() needs a loss: compile() was called with loss=None.")
+        if self._device is None:
+            raise ValueError(
+                f"You must call compile() before {method}(): e.g. "
+                "model.compile(optimizer='rmsprop', loss='mse')."
+            )
 
     # ------------------------------------------------------------------ summary
 

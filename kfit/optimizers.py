@@ -15,9 +15,10 @@ applied before the update, as Keras does for every optimizer) run on the device 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 from kfit.losses import unknown_id_error
@@ -121,12 +122,18 @@ class Optimizer:
 
     Args:
         torch_class: the `torch.optim.Optimizer` subclass to build.
-        learning_rate: the learning rate (a positive float).
+        learning_rate: the learning rate: a float >= 0, or a schedule such as
+            `kfit.optimizers.schedules.ExponentialDecay(...)` (any function
+            `step -> float`), evaluated before every update at the number of training steps
+            taken so far, as Keras does.
         torch_kwargs: the other torch hyper-parameters, already in torch's names.
         weight_decay: decoupled weight decay `w -= w * weight_decay * lr` before each update.
         clipnorm: clip each gradient tensor to this L2 norm.
         clipvalue: clip each gradient entry to `[-clipvalue, clipvalue]`.
         global_clipnorm: clip all gradients together to this global L2 norm.
+        gradient_accumulation_steps: update the weights every this many steps, with the
+            average of the gradients since the last update (Keras); None or 1 updates at
+            every step.
         name: a name for messages.
     """
 
@@ -141,12 +148,30 @@ class Optimizer:
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        gradient_accumulation_steps: int | None = None,
         name: str | None = None,
     ):
+        self.schedule: Callable[[int], float] | None = None
+        if callable(learning_rate) and not isinstance(learning_rate, bool):
+            self.schedule = learning_rate
+            learning_rate = _scheduled_rate(learning_rate, 0)
         if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float):
-            raise TypeError(f"`learning_rate` must be a float; got {learning_rate!r}.")
+            raise TypeError(
+                f"`learning_rate` must be a float or a schedule (a function step -> float); "
+                f"got {learning_rate!r}."
+            )
         if learning_rate < 0:
             raise ValueError(f"`learning_rate` must be >= 0; got {learning_rate}.")
+        if gradient_accumulation_steps is not None and (
+            isinstance(gradient_accumulation_steps, bool)
+            or not isinstance(gradient_accumulation_steps, int)
+            or gradient_accumulation_steps < 1
+        ):
+            raise ValueError(
+                "`gradient_accumulation_steps` must be an integer >= 1 or None; got "
+                f"{gradient_accumulation_steps!r}."
+            )
+        self.gradient_accumulation_steps = gradient_accumulation_steps or 1
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         given = [k for k, v in clips.items() if v is not None]
         if len(given) > 1:
@@ -169,13 +194,48 @@ class Optimizer:
         kwargs = dict(self.torch_kwargs)
         if self.weight_decay and self.decoupled_decay_in_torch:
             kwargs["weight_decay"] = self.weight_decay
-        return self.torch_class(list(params), lr=self.learning_rate, **kwargs)
+        optimizer = self.torch_class(list(params), lr=self.learning_rate, **kwargs)
+        if self.schedule is not None:  # set_learning_rate refuses it, as Keras does
+            optimizer.kfit_lr_schedule = self.schedule  # type: ignore[attr-defined]
+        return optimizer
 
     @property
-    def transforms_gradients(self) -> bool:
-        """Whether `before_step` has anything to do."""
+    def has_step_controls(self) -> bool:
+        """Whether `step` does more than `zero_grad`, `backward`, `optimizer.step()`."""
         decay = self.weight_decay and not self.decoupled_decay_in_torch
-        return bool(decay or self.clipnorm or self.clipvalue or self.global_clipnorm)
+        return bool(
+            decay
+            or self.clipnorm
+            or self.clipvalue
+            or self.global_clipnorm
+            or self.schedule is not None
+            or self.gradient_accumulation_steps > 1
+        )
+
+    def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """Back-propagates `loss` and updates the weights with Keras's optimizer options.
+
+        With `gradient_accumulation_steps=k`, gradients add up over `k` calls (each loss
+        scaled by `1/k`, so the update uses their average) and only every `k`-th call
+        updates. Before an update: the scheduled learning rate for this step, then clipping
+        and decoupled weight decay. The step count lives in the optimizer's first parameter
+        group (`'iterations'`), so it is saved and restored with the optimizer's state.
+        """
+        first_group = optimizer.param_groups[0]
+        iteration = first_group.get("iterations", 0)
+        accumulation = self.gradient_accumulation_steps
+        if iteration % accumulation == 0:
+            optimizer.zero_grad(set_to_none=True)
+        (loss if accumulation == 1 else loss / accumulation).backward()
+        first_group["iterations"] = iteration + 1
+        if (iteration + 1) % accumulation:
+            return  # still accumulating
+        if self.schedule is not None:
+            rate = _scheduled_rate(self.schedule, iteration)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+        self.before_step(optimizer)
+        optimizer.step()
 
     @torch.no_grad()
     def before_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -201,11 +261,32 @@ class Optimizer:
                 torch._foreach_mul_(params, 1.0 - self.weight_decay * group["lr"])
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(learning_rate={self.learning_rate})"
+        rate = self.schedule if self.schedule is not None else self.learning_rate
+        return f"{type(self).__name__}(learning_rate={rate!r})"
+
+
+def _scheduled_rate(schedule: Callable[[int], float], step: int) -> float:
+    """The schedule's rate at `step`, checked to be a number >= 0 (host arithmetic only)."""
+    rate = schedule(step)
+    if isinstance(rate, np.generic) or (isinstance(rate, torch.Tensor) and rate.numel() == 1):
+        rate = rate.item()  # a tensor-valued schedule costs a host read at every update
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+        raise ValueError(
+            f"The learning-rate schedule {schedule!r} must return a number >= 0; at step "
+            f"{step} it returned {rate!r}."
+        )
+    return float(rate)
 
 
 def _common(kwargs: dict[str, Any]) -> dict[str, Any]:
-    allowed = {"weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "name"}
+    allowed = {
+        "weight_decay",
+        "clipnorm",
+        "clipvalue",
+        "global_clipnorm",
+        "gradient_accumulation_steps",
+        "name",
+    }
     unknown = set(kwargs) - allowed
     if unknown:
         raise TypeError(
@@ -500,6 +581,12 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
     """
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValueError(f"The learning rate must be a number >= 0; got {value!r}.")
+    if getattr(optimizer, "kfit_lr_schedule", None) is not None:
+        raise TypeError(
+            "This optimizer was created with a learning-rate schedule, so its learning rate "
+            "is not settable (as in Keras); give the optimizer a float `learning_rate` to set "
+            "it from a callback."
+        )
     first = float(optimizer.param_groups[0]["lr"])
     for group in optimizer.param_groups:
         group["lr"] = float(value) if first == 0 else float(group["lr"]) * float(value) / first

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torchmetrics
 
 from kfit import data as data_module
 from kfit.callbacks.callback import Callback
@@ -42,18 +43,22 @@ def _check_verbose(verbose: Any) -> int:
     return int(verbose)
 
 
-def _read_values(values: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Reads device values to Python floats with one transfer. Sync point."""
-    if not values:
-        return {}
-    flat = [v.detach().reshape(-1).float() for v in values.values()]
+def _read_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Reads device values to Python floats with one transfer. Sync point.
+
+    Numbers pass through; a one-element tensor becomes a float, a longer one a list.
+    """
+    tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        return dict(values)
+    flat = [v.detach().reshape(-1).float() for v in tensors.values()]
     numbers = torch.cat([f.to(flat[0].device) for f in flat]).tolist()  # the one host read
-    out, start = {}, 0
-    for (key, value), piece in zip(values.items(), flat, strict=True):
+    read, start = {}, 0
+    for (key, value), piece in zip(tensors.items(), flat, strict=True):
         chunk = numbers[start : start + piece.numel()]
-        out[key] = chunk[0] if value.dim() == 0 else chunk
+        read[key] = chunk[0] if value.dim() == 0 else chunk
         start += piece.numel()
-    return out
+    return {key: read.get(key, value) for key, value in values.items()}
 
 
 @contextlib.contextmanager
@@ -104,29 +109,32 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def train_step(self, batch: data_module.Batch) -> None:
+    def train_step(self, batch: data_module.Batch) -> dict[str, Any] | None:
         """One optimisation step on `(x, y, sample_weight)`; updates the loss and metrics.
 
-        Override in a subclass for a custom step (a GAN, a contrastive loss); use
-        `compute_loss` and `update_metrics` to keep the compiled loss and metrics.
+        Override in a subclass for a custom step (a GAN, a contrastive loss). The helpers
+        `call_forward`, `compute_loss`, `apply_gradients` and `update_metrics` keep the
+        compiled loss, optimizer and metrics. Return None to log the running loss and metrics
+        (`metric_values`), or a dict `{name: tensor or number}` to log that instead: the
+        epoch's values are then the last step's dict, as in Keras.
         """
         x, y, sample_weight = batch
         y_pred = self.call_forward(x)
         loss = self.compute_loss(x, y, y_pred, sample_weight)
-        optimizer = self._optimizer_for_step()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self._gradient_transform is not None:  # clipping, decoupled weight decay
-            self._gradient_transform.before_step(optimizer)
-        optimizer.step()
+        self.apply_gradients(loss)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
+        return None
 
-    def test_step(self, batch: data_module.Batch) -> None:
-        """One evaluation step: forward, loss and metric updates, no gradients."""
+    def test_step(self, batch: data_module.Batch) -> dict[str, Any] | None:
+        """One evaluation step: forward, loss and metric updates, no gradients.
+
+        Override like `train_step`; it may also return a dict of values to log.
+        """
         x, y, sample_weight = batch
         y_pred = self.call_forward(x)
         loss = self.compute_loss(x, y, y_pred, sample_weight)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
+        return None
 
     def predict_step(self, batch: data_module.Batch) -> Any:
         """Returns the model's outputs for the inputs of `batch`."""
@@ -137,6 +145,8 @@ class Trainer:
 
         With `compile(jit_compile=True)` the call goes through the `torch.compile`d model.
         """
+        if self._loss_terms.pending:  # tensors `add_loss` got in a forward nobody used
+            self._loss_terms.pending.clear()
         model = self if self._jit_forward is None else self._jit_forward
         if isinstance(x, torch.Tensor):
             return model(x)
@@ -146,16 +156,53 @@ class Trainer:
             return model(*x)
         return model(x)
 
-    def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None):
-        """The compiled loss (times `loss_weights`) for one batch, as a scalar tensor."""
-        if y is None:
+    def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
+        """The step's total loss, as a scalar tensor.
+
+        It is the compiled loss (`sum(loss_weights[i] * loss_i)` over the outputs) plus every
+        `add_loss` term. Also tracks each output's loss and each term for the log.
+
+        Raises:
+            ValueError: when there are no targets for the compiled loss, or nothing to
+                minimise (no compiled loss and no `add_loss` term).
+        """
+        loss = None
+        compiled = self._compiled_loss
+        if compiled is not None:
+            if y is None:
+                raise ValueError(
+                    "The compiled loss needs targets: pass `y` (or a data set that yields (x, y))."
+                )
+            if not compiled.built:
+                compiled.build(y, y_pred)
+            loss = compiled(y, y_pred, sample_weight)
+        if self._loss_terms:
+            terms = self._loss_terms.values(self._log_keys)
+            self._loss_terms.track(terms, batch_size_of(y_pred if x is None else x))
+            for value in terms.values():
+                loss = value if loss is None else loss + value
+        if loss is None:
             raise ValueError(
-                "The compiled loss needs targets: pass `y` (or a data set that yields (x, y))."
+                "There is no loss to minimise: compile() was given no `loss` and the model "
+                "added no `add_loss` term. Pass a loss to compile(), call add_loss(), or "
+                "override train_step."
             )
-        if not self._compiled_loss.built:
-            self._compiled_loss.build(y, y_pred)
-        loss = self._compiled_loss(y, y_pred, sample_weight)
-        return loss if self._loss_weight == 1.0 else loss * self._loss_weight
+        return loss
+
+    def apply_gradients(self, loss: torch.Tensor) -> None:
+        """Back-propagates `loss` and steps the compiled optimizer.
+
+        This is `zero_grad()`, `loss.backward()`, `optimizer.step()`, with the Keras options
+        of a `kfit.optimizers` optimizer (clipping, decoupled weight decay, a learning-rate
+        schedule, `gradient_accumulation_steps`) applied in between.
+        """
+        optimizer = self._optimizer_for_step()
+        if self._step_controls is not None:
+            self._step_controls.step(optimizer, loss)
+            return
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
     def update_metrics(
         self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any, batch_size: int
@@ -163,20 +210,74 @@ class Trainer:
         """Adds one batch to the epoch's loss and compiled metrics (on the device)."""
         with torch.no_grad():  # a `with`, not the decorator: cheaper on every step
             self._loss_tracker.update(loss, batch_size)
-            if not self._compiled_metrics.built:
-                self._compiled_metrics.build(y, y_pred)
-            self._compiled_metrics.update(y, y_pred, sample_weight)
+            compiled = self._compiled_metrics
+            if not compiled.built:
+                if y is None:
+                    raise ValueError(
+                        "The compiled metrics need targets: pass `y` (or a data set that "
+                        "yields (x, y))."
+                    )
+                compiled.build(y, y_pred)
+            compiled.update(y, y_pred, sample_weight)
+
+    @property
+    def metrics(self) -> list[torchmetrics.Metric]:
+        """Every accumulator reset at the start of each epoch and evaluation.
+
+        The loss tracker, each output's loss and each `add_loss` term (when present), the
+        compiled metrics, and any `torchmetrics.Metric` set as an attribute of the model (a
+        custom `train_step`'s trackers, as in Keras).
+        """
+        built_in = self._built_in_metrics()
+        return built_in + [metric for _, metric in self._attribute_metrics(built_in)]
+
+    def _built_in_metrics(self) -> list[torchmetrics.Metric]:
+        found = [self._loss_tracker]
+        if self._compiled_loss is not None:
+            found += self._compiled_loss.trackers.values()
+        found += self._loss_terms.trackers.values()
+        return found + [metric for _, metric, _ in self._compiled_metrics.entries]
+
+    def _attribute_metrics(self, known: list[Any]) -> list[tuple[str, torchmetrics.Metric]]:
+        """The model's `torchmetrics.Metric` submodules not in `known`, by log name."""
+        known_ids = {id(m) for m in known}
+        return [
+            (getattr(m, "name", None) or path.replace(".", "_"), m)
+            for path, m in self.named_modules()
+            if isinstance(m, torchmetrics.Metric) and id(m) not in known_ids
+        ]
 
     def reset_metrics(self) -> None:
-        """Clears the loss and metric accumulators."""
-        self._loss_tracker.reset()
-        self._compiled_metrics.reset()
+        """Clears every accumulator in `metrics`."""
+        for metric in self.metrics:
+            metric.reset()
 
     def metric_values(self) -> dict[str, torch.Tensor]:
-        """The running `loss` and metrics as device tensors (no host read)."""
-        values = {"loss": self._loss_tracker.compute()}
+        """The running values to log, as device tensors (no host read).
+
+        `loss`, then each output's loss, each `add_loss` term, the compiled metrics, and the
+        model's own metric attributes that were updated since the last reset.
+        """
+        values = {}
+        if self._loss_tracker._update_count:  # a custom step may log other values only
+            values["loss"] = self._loss_tracker.compute()
+        if self._compiled_loss is not None:
+            values.update(self._compiled_loss.results())
+        for key, tracker in self._loss_terms.trackers.items():
+            if tracker._update_count:  # a term can be missing from validation steps
+                values[key] = tracker.compute()
         values.update(self._compiled_metrics.results())
+        for name, metric in self._attribute_metrics(self._built_in_metrics()):
+            if metric._update_count:
+                values[name] = metric.compute()
         return values
+
+    def _log_keys(self) -> set[str]:
+        """The log keys taken by the loss, per-output losses and compiled metrics."""
+        keys = {"loss", *self._compiled_metrics.names}
+        if self._compiled_loss is not None:
+            keys.update(self._compiled_loss.trackers)
+        return keys
 
     def metric_direction(self, key: str) -> str | None:
         """Whether lower (`'down'`) or higher (`'up'`) is better for a log key.
@@ -294,8 +395,14 @@ class Trainer:
         train = train.to(self.device) if isinstance(train, ArrayData) else train
         val = val.to(self.device) if isinstance(val, ArrayData) else val
 
+        # A custom train_step with the default test_step may not use the compiled loss at
+        # all (a GAN): its training data cannot be checked by a test step.
+        custom_train_only = (
+            type(self).train_step is not Trainer.train_step
+            and type(self).test_step is Trainer.test_step
+        )
         for checked, checked_batch_size in (
-            (train, batch_size),
+            (None if custom_train_only else train, batch_size),
             (val, validation_batch_size or batch_size),
         ):
             if isinstance(checked, ArrayData):
@@ -323,7 +430,9 @@ class Trainer:
                     self.reset_metrics()
                     callback_list.on_epoch_begin(epoch)
                     self.train()
-                    seen = self._run_epoch(next(batches), callback_list, "train", self.train_step)
+                    seen, step_logs = self._run_epoch(
+                        next(batches), callback_list, "train", self.train_step
+                    )
                     if seen == 0 or (
                         steps_per_epoch and seen < steps_per_epoch and not self.stop_training
                     ):
@@ -331,7 +440,7 @@ class Trainer:
                         self.stop_training = True
                         if seen == 0:
                             break
-                    epoch_logs = self.get_metrics_result()  # sync point: once per epoch
+                    epoch_logs = self._logs_reader(step_logs)()  # sync point: once per epoch
                     if val is not None and self._should_validate(epoch, validation_freq):
                         val_logs = self._evaluate_data(
                             val,
@@ -368,7 +477,8 @@ class Trainer:
                 self.test_step(first)
         except Exception:
             # Nothing settled from a batch that failed: the next call decides afresh.
-            self._compiled_loss.unbuild()
+            if self._compiled_loss is not None:
+                self._compiled_loss.unbuild()
             self._compiled_metrics.unbuild()
             raise
         finally:
@@ -380,23 +490,39 @@ class Trainer:
         callback_list: CallbackList,
         mode: str,
         step_fn: Any,
-    ) -> int:
-        """Runs `step_fn` on every batch with the batch hooks around it; returns the count."""
+    ) -> tuple[int, dict[str, Any] | None]:
+        """Runs `step_fn` on every batch with the batch hooks around it.
+
+        Returns:
+            The number of batches, and the last step's returned logs (None for the default
+            steps, whose values are read from `metric_values`).
+        """
         begin, end = f"on_{mode}_batch_begin", f"on_{mode}_batch_end"
         call_begin, call_end = callback_list.wants(begin), callback_list.wants(end)
-        seen = 0
+        seen, step_logs = 0, None
         for step, batch in enumerate(batches):
             if call_begin:
                 callback_list.on_batch_hook(begin, step)
-            step_fn(batch)
+            step_logs = step_fn(batch)
             seen = step + 1
             if call_end:
-                callback_list.on_batch_hook(end, step, RunningLogs(self.get_metrics_result))
+                callback_list.on_batch_hook(end, step, RunningLogs(self._logs_reader(step_logs)))
             if self._interrupt is not None and self._interrupt.requested:
                 raise KeyboardInterrupt
             if mode == "train" and self.stop_training:
                 break
-        return seen
+        return seen, step_logs
+
+    def _logs_reader(self, step_logs: dict[str, Any] | None) -> Any:
+        """A function reading the logs to Python numbers: a step's dict, or the metrics."""
+        if step_logs is None:
+            return self.get_metrics_result
+        if not isinstance(step_logs, dict):
+            raise TypeError(
+                "A custom train_step/test_step must return None or a dict of values to log; "
+                f"got {type(step_logs).__name__}."
+            )
+        return lambda: _read_values(step_logs)
 
     def _batch_stream(
         self,
@@ -549,13 +675,13 @@ class Trainer:
         if steps is not None:
             batches = itertools.islice(batches, steps)
         with _inference(self):
-            seen = self._run_epoch(batches, callback_list, "test", self.test_step)
+            seen, step_logs = self._run_epoch(batches, callback_list, "test", self.test_step)
         if seen == 0:
             raise ValueError(
                 "The evaluation data yielded no batches (a generator is used up after one "
                 "pass: use a list, a Dataset or a DataLoader for `validation_data`)."
             )
-        logs = self.get_metrics_result()  # sync point: once per evaluation
+        logs = self._logs_reader(step_logs)()  # sync point: once per evaluation
         callback_list.on_test_end(logs)
         return logs
 
@@ -626,8 +752,8 @@ class Trainer:
             data = self._apply_class_weight(data, class_weight)
         self.reset_metrics()
         self.train()
-        self.train_step(self._whole_batch(data))
-        return self._shape_result(self.get_metrics_result(), return_dict)  # sync point
+        step_logs = self.train_step(self._whole_batch(data))
+        return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
 
     def test_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
@@ -639,8 +765,8 @@ class Trainer:
         )
         self.reset_metrics()
         with _inference(self):
-            self.test_step(self._whole_batch(data))
-        return self._shape_result(self.get_metrics_result(), return_dict)  # sync point
+            step_logs = self.test_step(self._whole_batch(data))
+        return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
 
     def predict_on_batch(self, x: Any) -> Any:
         """The model's outputs for one batch, as numpy."""

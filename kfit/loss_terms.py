@@ -1,0 +1,101 @@
+"""Extra loss terms added with `Model.add_loss`: penalties, auxiliary losses, KL terms.
+
+A term is either a function called at every training and evaluation step (an L2 penalty on
+the weights) or a tensor handed to `add_loss` inside `forward` for that step only (a VAE's KL
+term, an auxiliary head's loss). The step's total loss is the compiled loss plus every term,
+summed (Keras). Each term is also logged under its own name, as the epoch mean of its batch
+values weighted by batch size (like `loss`), in training and validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from kfit.compiled import LossTracker
+
+# What a lambda is called when it is given no name.
+_DEFAULT_NAME = "added_loss"
+
+
+def term_name(loss: Any, name: str | None) -> str:
+    """The log name of a term: `name`, else the function's name, else `'added_loss'`."""
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`name` must be a non-empty string; got {name!r}.")
+        return name
+    function_name = getattr(loss, "__name__", None)
+    if callable(loss) and function_name and function_name != "<lambda>":
+        return function_name
+    return _DEFAULT_NAME
+
+
+class LossTerms:
+    """The terms registered with `add_loss`, and their epoch trackers."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, Callable[[], torch.Tensor]] = {}
+        self.pending: list[tuple[str, torch.Tensor]] = []  # added during this forward pass
+        self.trackers: dict[str, LossTracker] = {}
+
+    def add(self, loss: Any, name: str | None, reserved: set[str]) -> None:
+        """Registers a function, or holds a tensor for the current step.
+
+        Raises:
+            TypeError: for something that is neither a tensor nor a callable.
+            ValueError: for a function whose name is taken.
+        """
+        key = term_name(loss, name)
+        if isinstance(loss, torch.Tensor):
+            self.pending.append((key, loss))
+            return
+        if not callable(loss):
+            raise TypeError(
+                "`add_loss` takes a function returning a tensor (called at every step) or a "
+                f"tensor (inside forward); got {type(loss).__name__}."
+            )
+        if key in self.functions or key in reserved:
+            raise ValueError(
+                f"A loss term or log key named {key!r} already exists; pass another `name`."
+            )
+        self.functions[key] = loss
+
+    def __bool__(self) -> bool:
+        return bool(self.functions or self.pending)
+
+    def values(self, reserved: set[str]) -> dict[str, torch.Tensor]:
+        """This step's terms, by name (tensors added under one name are summed)."""
+        values: dict[str, torch.Tensor] = {}
+        for key, function in self.functions.items():
+            value = function()
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"The loss term {key!r} must return a tensor; got {type(value).__name__}."
+                )
+            values[key] = value.sum()
+        for key, tensor in self.pending:
+            values[key] = values[key] + tensor.sum() if key in values else tensor.sum()
+        self.pending.clear()
+        for key in values:
+            if key not in self.trackers:
+                if key in reserved:
+                    raise ValueError(
+                        f"The loss term {key!r} has the name of a log key; pass another `name` "
+                        "to add_loss."
+                    )
+                self.trackers[key] = LossTracker(key).to(values[key].device)
+        return values
+
+    def track(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
+        for key, value in values.items():
+            self.trackers[key].update(value, batch_size)
+
+    def reset(self) -> None:
+        for tracker in self.trackers.values():
+            tracker.reset()
+
+    def results(self) -> dict[str, torch.Tensor]:
+        """The epoch value of every term seen so far, as device tensors."""
+        return {key: tracker.compute() for key, tracker in self.trackers.items()}
