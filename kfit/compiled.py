@@ -363,8 +363,8 @@ class CompiledMetrics:
                 while key in seen:
                     key, suffix = f"{base}_{suffix}", suffix + 1
                 seen.add(key)
-                if isinstance(metric, metrics_module.Metric):
-                    metric.name = key
+                if isinstance(metric, metrics_module.Metric) and len(slots) == 1:
+                    metric.name = key  # with several outputs the object keeps its own name
                 metric = metric.to(device)
                 self.entries.append((key, metric, weighted))
                 self._updates.append(self._updater(metric, weighted, slot, len(slots)))

@@ -65,8 +65,12 @@ class LossTerms:
     def __bool__(self) -> bool:
         return bool(self.functions or self.pending)
 
-    def values(self, reserved: set[str]) -> dict[str, torch.Tensor]:
-        """This step's terms, by name (tensors added under one name are summed)."""
+    def values(self, reserved: Callable[[], set[str]]) -> dict[str, torch.Tensor]:
+        """This step's terms, by name (tensors added under one name are summed).
+
+        Args:
+            reserved: returns the log keys a new term's name must not take.
+        """
         values: dict[str, torch.Tensor] = {}
         for key, function in self.functions.items():
             value = function()
@@ -80,7 +84,7 @@ class LossTerms:
         self.pending.clear()
         for key in values:
             if key not in self.trackers:
-                if key in reserved:
+                if key in reserved():
                     raise ValueError(
                         f"The loss term {key!r} has the name of a log key; pass another `name` "
                         "to add_loss."

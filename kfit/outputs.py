@@ -74,10 +74,10 @@ def select(tree: Any, slot: OutputSlot) -> Any:
     """
     if tree is None or isinstance(tree, torch.Tensor):
         return tree
-    if isinstance(tree, Mapping):
+    if isinstance(tree, Mapping):  # a missing entry (only weights may miss one) is None
         if slot.key is not None and slot.key in tree:
             return tree[slot.key]
-        return tree[slot.name]
+        return tree.get(slot.name)
     return tree[slot.position]
 
 
@@ -117,7 +117,7 @@ def check_tree(tree: Any, slots: Sequence[OutputSlot], used: Sequence[OutputSlot
                 f"{describe(slots)}."
             )
         missing = [s.name for s in used if s.name not in tree and s.key not in tree]
-        if missing:
+        if missing and what != "sample_weight":  # an output without weights is unweighted
             raise ValueError(
                 f"`{what}` has no entry for the outputs {missing}, which have a loss or metrics."
             )

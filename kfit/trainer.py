@@ -218,6 +218,12 @@ class Trainer:
                         "yields (x, y))."
                     )
                 compiled.build(y, y_pred)
+                clashes = sorted(set(compiled.names) & set(self._loss_terms.trackers))
+                if clashes:
+                    raise ValueError(
+                        f"The loss terms {clashes} have the names of metrics; pass another "
+                        "`name` to add_loss."
+                    )
             compiled.update(y, y_pred, sample_weight)
 
     @property
@@ -274,8 +280,10 @@ class Trainer:
 
     def _log_keys(self) -> set[str]:
         """The log keys taken by the loss, per-output losses and compiled metrics."""
-        keys = {"loss", *self._compiled_metrics.names}
-        if self._compiled_loss is not None:
+        keys = {"loss"}
+        if getattr(self, "_compiled_metrics", None) is not None:  # None before compile
+            keys.update(self._compiled_metrics.names)
+        if getattr(self, "_compiled_loss", None) is not None:
             keys.update(self._compiled_loss.trackers)
         return keys
 

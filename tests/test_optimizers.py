@@ -347,3 +347,82 @@ def test_lion_and_ftrl_ids_train_a_model(identifier):
     model.fit(x, y, epochs=1, verbose=0)
 
     assert not torch.equal(model.module.weight, before)
+
+
+# --------------------------------------------------------------------------- accumulation
+
+
+def _keras_or_skip():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("needs KERAS_BACKEND=torch")
+    return keras
+
+
+def _keras_and_kfit_fit(keras_optimizer, kfit_optimizer, epochs: int = 2, **fit_kwargs):
+    """Fits the same 4→1 linear regression in Keras and kfit; returns both Histories, weights."""
+    keras = _keras_or_skip()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 4)).astype("float32")
+    y = (x @ rng.normal(size=(4, 1)) + 0.3).astype("float32")
+    keras_model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    kernel, bias = keras_model.get_weights()
+    model = kfit.Model(nn.Linear(4, 1))
+    with torch.no_grad():
+        model.module.weight.copy_(torch.from_numpy(kernel.T))
+        model.module.bias.copy_(torch.from_numpy(bias))
+    keras_model.compile(optimizer=keras_optimizer, loss="mse")
+    model.compile(optimizer=kfit_optimizer, loss="mse", device="cpu")
+    settings = {"epochs": epochs, "batch_size": 16, "shuffle": False, "verbose": 0, **fit_kwargs}
+    expected = keras_model.fit(x, y, **settings).history
+    got = model.fit(x, y, **settings).history
+    return expected, got, keras_model.get_weights()[0].T, model.module.weight.detach().numpy()
+
+
+@pytest.mark.keras_compat
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
+@pytest.mark.parametrize(
+    "options", [{"momentum": 0.9}, {"momentum": 0.0, "clipnorm": 0.3}], ids=["momentum", "clip"]
+)
+def test_gradient_accumulation_matches_keras(options):
+    keras = _keras_or_skip()
+    expected, got, keras_kernel, kfit_weight = _keras_and_kfit_fit(
+        keras.optimizers.SGD(0.05, gradient_accumulation_steps=4, **options),
+        kfit.optimizers.SGD(0.05, gradient_accumulation_steps=4, **options),
+        epochs=3,  # 6 steps per epoch: an update window spans two epochs
+    )
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(kfit_weight, keras_kernel, rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_accumulation_updates_every_k_steps_with_the_average_gradient():
+    layer = _linear()
+    model = kfit.Model(layer)
+    model.compile(
+        optimizer=kfit.optimizers.SGD(0.1, gradient_accumulation_steps=2),
+        loss="mse",
+        device="cpu",
+    )
+    x, y = _batch()
+    before = _params(layer)
+    model.train_on_batch(x[:4], y[:4])
+    assert all(np.array_equal(before[k], v) for k, v in _params(layer).items())  # accumulating
+    first = _reference_grads(_linear(), x[:4], y[:4])
+    second = _reference_grads(_linear(), x[4:], y[4:])  # at the same (unchanged) weights
+    model.train_on_batch(x[4:], y[4:])
+    after = _params(layer)
+    for key in before:
+        np.testing.assert_allclose(
+            after[key], before[key] - 0.1 * (first[key] + second[key]) / 2, rtol=1e-5, atol=1e-7
+        )
+    assert model.optimizer.param_groups[0]["iterations"] == 2  # saved with optimizer state
+
+
+@pytest.mark.parametrize("steps", [0, -2, 1.5, True])
+def test_bad_gradient_accumulation_steps_raise_naming_the_option(steps):
+    with pytest.raises(ValueError, match="`gradient_accumulation_steps` must be"):
+        kfit.optimizers.Adam(gradient_accumulation_steps=steps)
