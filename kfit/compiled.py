@@ -367,8 +367,25 @@ class CompiledMetrics:
                     metric.name = key  # with several outputs the object keeps its own name
                 metric = metric.to(device)
                 self.entries.append((key, metric, weighted))
-                self._updates.append(self._updater(metric, weighted, slot, len(slots)))
+                self._entry_outputs.append((slot, len(slots)))
+        self._updates = self._make_updates()
         self.built = True
+
+    def _make_updates(self) -> list[Callable[..., None]]:
+        return [
+            self._updater(metric, weighted, slot, outputs)
+            for (_, metric, weighted), (slot, outputs) in zip(
+                self.entries, self._entry_outputs, strict=True
+            )
+        ]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The per-step update closures do not pickle; they are rebuilt from `entries`.
+        return {**self.__dict__, "_updates": []}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._updates = self._make_updates()
 
     @staticmethod
     def _updater(metric: torchmetrics.Metric, weighted: bool, slot: OutputSlot, outputs: int):
@@ -391,6 +408,7 @@ class CompiledMetrics:
     def unbuild(self) -> None:
         """Forgets the accumulators (after a first batch that failed)."""
         self.entries: list[tuple[str, torchmetrics.Metric, bool]] = []
+        self._entry_outputs: list[tuple[OutputSlot, int]] = []  # each entry's output
         self._updates: list[Callable[..., None]] = []
         self.built = not (_leaves(self._metrics) or _leaves(self._weighted_metrics))
 
