@@ -20,6 +20,7 @@ from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
 from kfit.history import History
 from kfit.loss_terms import LossTerms
+from kfit.precision import Precision
 from kfit.trainer import Trainer
 
 
@@ -117,6 +118,8 @@ class Model(Trainer, nn.Module):
         # The optimizer spec, when it does more per step than zero_grad/backward/step.
         self._step_controls: optimizers_module.Optimizer | None = None
         self.__dict__["_loss_terms"] = LossTerms()  # add_loss; kept out of the registry
+        self._precision = Precision("32", torch.device("cpu"))
+        self._channels_last = False
         self._compiled_loss: CompiledLoss | None = None
         self._device: torch.device | None = None
         self.__dict__["_jit_forward"] = None
@@ -178,6 +181,8 @@ class Model(Trainer, nn.Module):
         jit_compile: bool = False,
         device: str | torch.device | None = None,
         lr_scheduler: Any = None,
+        precision: str | int = "32",
+        channels_last: bool = False,
     ) -> None:
         """Configures the model for training (Keras 3's arguments and string ids).
 
@@ -207,15 +212,23 @@ class Model(Trainer, nn.Module):
                 `optimizer -> scheduler` (for optimizers built from ids), or a
                 `kfit.callbacks.TorchScheduler`; stepped every epoch during `fit` (a
                 `ReduceLROnPlateau` with `val_loss`), its rate logged as `learning_rate`.
+            precision: `'32'` (default), `'bf16-mixed'` or `'16-mixed'`: run the forward pass
+                and the loss under `torch.autocast` in that dtype (weights, optimizer and
+                metrics stay float32); `'16-mixed'` adds a gradient scaler. See
+                `kfit.precision`.
+            channels_last: keep the weights and the 4-d inputs in the channels-last memory
+                layout, which speeds up convolutions on recent GPUs (and with bf16 on CPUs).
 
         Raises:
             ValueError: for unknown ids (naming the closest valid one), an unavailable
                 device or invalid options.
             TypeError: for arguments of the wrong kind.
         """
-        if not isinstance(jit_compile, bool):
-            raise TypeError(f"`jit_compile` must be True or False; got {jit_compile!r}.")
+        for flag_name, flag in (("jit_compile", jit_compile), ("channels_last", channels_last)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"`{flag_name}` must be True or False; got {flag!r}.")
         target_device = resolve_device(device)
+        mixed_precision = Precision(precision, target_device)
         optimizer_id = optimizers_module.get(optimizer)
         compiled_loss = CompiledLoss(loss, loss_weights) if loss is not None else None
         compiled_metrics = CompiledMetrics(metrics, weighted_metrics)
@@ -223,6 +236,10 @@ class Model(Trainer, nn.Module):
 
         # Everything is valid: only now change the model.
         self.to(target_device)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        self._channels_last = channels_last
+        self._precision = mixed_precision
         self._device = target_device
         self._compiled_loss = compiled_loss
         self._compiled_metrics = compiled_metrics
@@ -245,6 +262,8 @@ class Model(Trainer, nn.Module):
             metrics=metrics,
             weighted_metrics=weighted_metrics,
             jit_compile=jit_compile,
+            precision=mixed_precision.name,
+            channels_last=channels_last,
         )
 
     def _has_lazy_parameters(self) -> bool:
@@ -356,6 +375,9 @@ class Model(Trainer, nn.Module):
                 },
             },
             "rng": saving.rng_state(),
+            "grad_scaler": None
+            if self._precision.scaler is None
+            else self._precision.scaler.state_dict(),
         }
         saving.save_tensors(state, filepath)
 
@@ -391,6 +413,8 @@ class Model(Trainer, nn.Module):
             history._key_epochs = state["history"].get("key_epochs", {})
             history.set_model(self)
             self.history = history
+        if state.get("grad_scaler") and self._precision.scaler is not None:
+            self._precision.scaler.load_state_dict(state["grad_scaler"])
         saving.set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------ properties

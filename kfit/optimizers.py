@@ -212,7 +212,12 @@ class Optimizer:
             or self.gradient_accumulation_steps > 1
         )
 
-    def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    def step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        loss: torch.Tensor,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
         """Back-propagates `loss` and updates the weights with Keras's optimizer options.
 
         With `gradient_accumulation_steps=k`, gradients add up over `k` calls (each loss
@@ -220,13 +225,16 @@ class Optimizer:
         updates. Before an update: the scheduled learning rate for this step, then clipping
         and decoupled weight decay. The step count lives in the optimizer's first parameter
         group (`'iterations'`), so it is saved and restored with the optimizer's state.
+        With a `scaler` (`precision='16-mixed'`) the loss is scaled before `backward` and the
+        gradients unscaled before clipping.
         """
         first_group = optimizer.param_groups[0]
         iteration = first_group.get("iterations", 0)
         accumulation = self.gradient_accumulation_steps
         if iteration % accumulation == 0:
             optimizer.zero_grad(set_to_none=True)
-        (loss if accumulation == 1 else loss / accumulation).backward()
+        scaled = loss if accumulation == 1 else loss / accumulation
+        (scaled if scaler is None else scaler.scale(scaled)).backward()
         first_group["iterations"] = iteration + 1
         if (iteration + 1) % accumulation:
             return  # still accumulating
@@ -234,8 +242,14 @@ class Optimizer:
             rate = _scheduled_rate(self.schedule, iteration)
             for group in optimizer.param_groups:
                 group["lr"] = rate
+        if scaler is None:
+            self.before_step(optimizer)
+            optimizer.step()
+            return
+        scaler.unscale_(optimizer)  # clip the true gradients
         self.before_step(optimizer)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
 
     @torch.no_grad()
     def before_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -100,8 +100,21 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _to_channels_last(tensor: Any) -> Any:
+    if isinstance(tensor, torch.Tensor) and tensor.dim() == 4 and tensor.is_floating_point():
+        return tensor.contiguous(memory_format=torch.channels_last)
+    return tensor
+
+
 def _to_numpy(tree: Any) -> Any:
-    return data_module.map_tree(lambda t: t.detach().cpu().numpy(), tree)
+    """Host copies as numpy; half-precision outputs (mixed precision) become float32."""
+
+    def convert(tensor: torch.Tensor) -> Any:
+        if tensor.dtype in (torch.float16, torch.bfloat16):
+            tensor = tensor.float()
+        return tensor.detach().cpu().numpy()
+
+    return data_module.map_tree(convert, tree)
 
 
 class Trainer:
@@ -119,8 +132,9 @@ class Trainer:
         epoch's values are then the last step's dict, as in Keras.
         """
         x, y, sample_weight = batch
-        y_pred = self.call_forward(x)
-        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        with self._precision.autocast():  # mixed precision, if compiled with it
+            y_pred = self.call_forward(x)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
         self.apply_gradients(loss)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
         return None
@@ -131,14 +145,16 @@ class Trainer:
         Override like `train_step`; it may also return a dict of values to log.
         """
         x, y, sample_weight = batch
-        y_pred = self.call_forward(x)
-        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        with self._precision.autocast():
+            y_pred = self.call_forward(x)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
         return None
 
     def predict_step(self, batch: data_module.Batch) -> Any:
         """Returns the model's outputs for the inputs of `batch`."""
-        return self.call_forward(batch[0])
+        with self._precision.autocast():
+            return self.call_forward(batch[0])
 
     def call_forward(self, x: Any) -> Any:
         """Calls the model: a tuple/list `x` positionally, a dict by keyword.
@@ -147,6 +163,8 @@ class Trainer:
         """
         if self._loss_terms.pending:  # tensors `add_loss` got in a forward nobody used
             self._loss_terms.pending.clear()
+        if self._channels_last:  # 4-d inputs in the layout the model's weights use
+            x = data_module.map_tree(_to_channels_last, x)
         model = self if self._jit_forward is None else self._jit_forward
         if isinstance(x, torch.Tensor):
             return model(x)
@@ -194,15 +212,22 @@ class Trainer:
 
         This is `zero_grad()`, `loss.backward()`, `optimizer.step()`, with the Keras options
         of a `kfit.optimizers` optimizer (clipping, decoupled weight decay, a learning-rate
-        schedule, `gradient_accumulation_steps`) applied in between.
+        schedule, `gradient_accumulation_steps`) applied in between, and the loss scaled for
+        `precision='16-mixed'`.
         """
         optimizer = self._optimizer_for_step()
+        scaler = self._precision.scaler  # precision='16-mixed' only
         if self._step_controls is not None:
-            self._step_controls.step(optimizer, loss)
-            return
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            self._step_controls.step(optimizer, loss, scaler)
+        elif scaler is not None:
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # skips the update if a gradient is inf/NaN
+            scaler.update()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
     def update_metrics(
         self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any, batch_size: int

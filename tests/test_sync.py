@@ -103,12 +103,40 @@ def test_batch_hooks_that_ignore_logs_cost_no_read(monkeypatch):
     assert counter.calls == ["tolist"]
 
 
+CUDA_SETTINGS = {
+    "adam": {"optimizer": "adam", "metrics": ["mae", "mse"]},
+    "bf16-mixed": {"optimizer": "adam", "metrics": ["mae"], "precision": "bf16-mixed"},
+    "fused-adam-16-mixed": {
+        "optimizer": lambda: torch.optim.Adam,  # replaced below by a fused instance
+        "metrics": ["mae"],
+        "precision": "16-mixed",
+    },
+    "options": {
+        "optimizer": lambda: kfit.optimizers.AdamW(
+            learning_rate=kfit.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)
+            if hasattr(kfit.optimizers, "schedules")
+            else 1e-3,
+            global_clipnorm=1.0,
+            gradient_accumulation_steps=2,
+        ),
+        "metrics": ["mae", kfit.metrics.R2Score()],
+    },
+}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_training_steps_do_not_synchronize():
+@pytest.mark.parametrize("setting", list(CUDA_SETTINGS))
+def test_cuda_training_steps_do_not_synchronize(setting):
     x, y = _regression_data(512)
     torch.manual_seed(0)
     model = kfit.Model(nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 1)))
-    model.compile(optimizer="adam", loss="mse", metrics=["mae", "mse"], device="cuda")
+    options = dict(CUDA_SETTINGS[setting])
+    optimizer = options.pop("optimizer")
+    optimizer = optimizer() if callable(optimizer) else optimizer
+    if optimizer is torch.optim.Adam:  # the fused Adam takes the GradScaler's scale itself
+        model.to("cuda")
+        optimizer = torch.optim.Adam(model.parameters(), fused=True)
+    model.compile(optimizer=optimizer, loss="mse", device="cuda", **options)
     model.fit(x, y, batch_size=64, epochs=1, verbose=0)  # settle lazy state first
     data = kfit.data.make_data(x, y, None, torch.float32, batch_size=64, shuffle=True)
     data = data.to(model.device)
