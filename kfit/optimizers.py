@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kfit import schedules
 from kfit.losses import unknown_id_error
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "RMSprop",
     "get",
     "get_learning_rate",
+    "schedules",
     "set_learning_rate",
 ]
 

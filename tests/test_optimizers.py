@@ -426,3 +426,52 @@ def test_gradient_accumulation_updates_every_k_steps_with_the_average_gradient()
 def test_bad_gradient_accumulation_steps_raise_naming_the_option(steps):
     with pytest.raises(ValueError, match="`gradient_accumulation_steps` must be"):
         kfit.optimizers.Adam(gradient_accumulation_steps=steps)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+@pytest.mark.keras_compat
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
+@pytest.mark.parametrize("accumulation", [None, 2])
+def test_learning_rate_schedule_matches_keras_step_by_step(accumulation):
+    keras = _keras_or_skip()
+
+    def schedule(lib):
+        return lib.optimizers.schedules.PiecewiseConstantDecay([3, 7], [0.1, 0.03, 0.005])
+
+    expected, got, keras_kernel, kfit_weight = _keras_and_kfit_fit(
+        keras.optimizers.SGD(schedule(keras), gradient_accumulation_steps=accumulation),
+        kfit.optimizers.SGD(schedule(kfit), gradient_accumulation_steps=accumulation),
+        epochs=2,
+    )
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(kfit_weight, keras_kernel, rtol=1e-5, atol=1e-7)
+
+
+def test_scheduled_rate_is_set_before_each_update_and_the_step_count_is_kept():
+    model = kfit.Model(_linear())
+    decay = kfit.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    model.compile(optimizer=kfit.optimizers.SGD(decay), loss="mse", device="cpu")
+    x, y = _batch()
+    seen = []
+    for _ in range(3):
+        model.train_on_batch(x, y)
+        seen.append(model.optimizer.param_groups[0]["lr"])
+    assert seen == [0.1, 0.05, 0.025]  # steps 0, 1, 2
+    assert model.optimizer.param_groups[0]["iterations"] == 3
+
+
+def test_a_scheduled_learning_rate_cannot_be_set_by_a_callback():
+    x, y = _batch()
+    model = kfit.Model(_linear())
+    decay = kfit.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    model.compile(optimizer=kfit.optimizers.SGD(decay), loss="mse", device="cpu")
+    callback = kfit.callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2)
+    with pytest.raises(TypeError, match="learning-rate schedule, so its learning rate"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_a_schedule_returning_a_bad_value_is_a_clear_error():
+    with pytest.raises(ValueError, match="must return a number >= 0; at step 0 it returned"):
+        kfit.optimizers.SGD(lambda step: -1.0)
