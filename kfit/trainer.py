@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from kfit import data as data_module
+from kfit import distributed
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
 from kfit.callbacks.progbar_logger import ProgbarLogger
@@ -138,6 +139,9 @@ class Trainer:
         With `compile(jit_compile=True)` the call goes through the `torch.compile`d model.
         """
         model = self if self._jit_forward is None else self._jit_forward
+        ddp_forward = self.__dict__.get("_ddp_forward")
+        if ddp_forward is not None and self.training:  # torchrun: gradients averaged (DDP)
+            model = ddp_forward
         if isinstance(x, torch.Tensor):
             return model(x)
         if isinstance(x, dict):
@@ -300,6 +304,12 @@ class Trainer:
         ):
             if isinstance(checked, ArrayData):
                 self._check_first_batch(checked, checked_batch_size)
+        # Under torchrun: this process's part of the data, and a DDP training forward.
+        train = distributed.shard_for_training(train, self.device)
+        val = distributed.shard_for_evaluation(
+            val, validation_batch_size or batch_size, validation_steps, self.device
+        )
+        distributed.prepare_training(self)
         steps = steps_per_epoch or train.num_batches(batch_size)
         history = History()
         user_callbacks = [as_callback(c) for c in callbacks or []]
@@ -344,6 +354,7 @@ class Trainer:
                     callback_list.on_epoch_end(epoch, epoch_logs)
                     if interrupt.requested:  # Ctrl-C during validation or on_epoch_end
                         raise KeyboardInterrupt
+                    self.stop_training = distributed.any_process(self.stop_training)
                     if self.stop_training:
                         break
             except KeyboardInterrupt:
@@ -354,6 +365,7 @@ class Trainer:
                 self._interrupt = None
                 self._initial_epoch = None
         callback_list.on_train_end(epoch_logs)
+        distributed.barrier()  # torchrun: rank 0's files are written when `fit` returns
         return history
 
     def _check_first_batch(self, data: ArrayData, batch_size: int) -> None:
@@ -384,6 +396,9 @@ class Trainer:
         """Runs `step_fn` on every batch with the batch hooks around it; returns the count."""
         begin, end = f"on_{mode}_batch_begin", f"on_{mode}_batch_end"
         call_begin, call_end = callback_list.wants(begin), callback_list.wants(end)
+        # Under torchrun: batch logs are this process's own; a stop on one stops all.
+        read_running = distributed.local_reads(self.get_metrics_result, self)
+        agree_each_step = distributed.agrees_each_step(callback_list, mode)
         seen = 0
         for step, batch in enumerate(batches):
             if call_begin:
@@ -391,9 +406,11 @@ class Trainer:
             step_fn(batch)
             seen = step + 1
             if call_end:
-                callback_list.on_batch_hook(end, step, RunningLogs(self.get_metrics_result))
+                callback_list.on_batch_hook(end, step, RunningLogs(read_running))
             if self._interrupt is not None and self._interrupt.requested:
                 raise KeyboardInterrupt
+            if agree_each_step:
+                self.stop_training = distributed.any_process(self.stop_training)
             if mode == "train" and self.stop_training:
                 break
         return seen
@@ -521,6 +538,7 @@ class Trainer:
             x, y, sample_weight, self.float_dtype, batch_size=batch_size, shuffle=False
         )
         data = data.to(self.device) if isinstance(data, ArrayData) else data
+        data = distributed.shard_for_evaluation(data, batch_size, steps, self.device)
         callback_list = CallbackList(
             [*(callbacks or []), *([ProgbarLogger()] if verbose else [])],
             self,
@@ -605,7 +623,8 @@ class Trainer:
         callback_list.on_predict_end()
         if not outputs:
             raise ValueError("`predict` got no batches from `x`.")
-        return _to_numpy(_concatenate(outputs))  # sync point: outputs to the host
+        outputs = distributed.gather_outputs(_concatenate(outputs), data)  # torchrun: all parts
+        return _to_numpy(outputs)  # sync point: outputs to the host
 
     # ------------------------------------------------------------------ *_on_batch
 
@@ -626,6 +645,7 @@ class Trainer:
             data = self._apply_class_weight(data, class_weight)
         self.reset_metrics()
         self.train()
+        distributed.prepare_training(self)  # torchrun: gradients averaged across processes
         self.train_step(self._whole_batch(data))
         return self._shape_result(self.get_metrics_result(), return_dict)  # sync point
 
