@@ -500,20 +500,22 @@ class _DDPForward:
         return wrapper
 
 
-def _parameter_key(model: nn.Module) -> tuple[Any, ...]:
-    return tuple((id(p), p.requires_grad) for p in model.parameters())
+def _wrapper_key(model: nn.Module) -> tuple[Any, ...]:
+    """What a DDP wrapper depends on: the device, the options, which parameters train."""
+    parameters = tuple((id(p), p.requires_grad) for p in model.parameters())
+    return str(model.device), repr(sorted(_ddp_options.items())), parameters
 
 
 def prepare_training(model: nn.Module) -> None:
     """Gives `model` a DistributedDataParallel training forward when processes are running.
 
-    A wrapper made earlier is kept while the model's parameters (and which of them train) stay
-    the same; `Trainer.call_forward` uses it in training mode.
+    A wrapper made earlier is kept while the model's device, parameters (and which of them
+    train) and `set_ddp_options` stay the same; `Trainer.call_forward` uses it in training mode.
     """
     if not is_distributed():
         model.__dict__["_ddp_forward"] = None
         return
-    key = _parameter_key(model)
+    key = _wrapper_key(model)
     current = model.__dict__.get("_ddp_forward")
     if current is None or current.key != key:
         model.__dict__["_ddp_forward"] = _DDPForward(model, key)
@@ -537,6 +539,8 @@ def _metrics_of(model: nn.Module) -> list[torchmetrics.Metric]:
         seen.add(id(value))
         if isinstance(value, torchmetrics.Metric):
             found.extend(m for m in value.modules() if isinstance(m, torchmetrics.Metric))
+            return
+        if isinstance(value, _DDPForward):
             return
         if isinstance(value, dict):
             items: Any = value.values()

@@ -231,7 +231,8 @@ class Trainer:
             x: inputs: arrays/tensors (or a tuple/list/dict of them), a `Dataset`, a
                 `DataLoader` or an iterable yielding `(x, y[, sample_weight])`.
             y: targets when `x` holds arrays.
-            batch_size: samples per step (default 32; for arrays and `Dataset`s).
+            batch_size: samples per step (default 32; for arrays and `Dataset`s); per process
+                under torchrun (see `kfit.distributed`).
             epochs: the index of the last epoch (training runs `initial_epoch..epochs-1`).
             verbose: `'auto'` or 1 (progress bar), 2 (one line per epoch), 0 (silent).
             callbacks: `kfit.callbacks.Callback` objects.

@@ -7,6 +7,7 @@ each training step used, and its own stdout) for the test to compare with one pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -68,6 +69,18 @@ class ReadBatchLogsOnRankZero(kfit.callbacks.Callback):
             self.last = logs["loss"]
 
 
+class FailAtEpoch(kfit.callbacks.Callback):
+    """Raises at the end of one epoch, in every process: a run that dies and is started again."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("killed")
+
+
 class StopOneProcess(kfit.callbacks.Callback):
     """Stops training in rank 1 only, after its third step."""
 
@@ -111,6 +124,7 @@ def main(out: Path) -> None:
         verbose=2,
         callbacks=[
             kfit.callbacks.EarlyStopping(monitor="val_loss", patience=2, min_delta=0.02),
+            kfit.callbacks.ReduceLROnPlateau(patience=1, min_delta=0.02, factor=0.5, verbose=1),
             kfit.callbacks.ModelCheckpoint(str(out / "ckpt-{epoch:02d}.pt")),
             kfit.callbacks.CSVLogger(str(out / "log.csv")),
             ReadBatchLogsOnRankZero(),
@@ -186,7 +200,37 @@ def main(out: Path) -> None:
     results["stop_epochs"] = stop_history.epoch
     torch.save(stopped.state_dict(), out / f"stopped-{rank}.pt")
 
-    # 6. processes that hold different data get the same clear error, and none waits forever.
+    # 6. a run killed after its second epoch resumes from the backup in every process.
+    backup_dir = out / "backup"
+    resumed = kfit.Model(network(seed=9 + rank))
+    resumed.compile(optimizer="adam", loss="mse")
+    with contextlib.suppress(RuntimeError):
+        resumed.fit(
+            arrays["x"],
+            arrays["y"],
+            epochs=4,
+            verbose=0,
+            callbacks=[kfit.callbacks.BackupAndRestore(backup_dir), FailAtEpoch(1)],
+        )
+    resumed_history = resumed.fit(
+        arrays["x"],
+        arrays["y"],
+        epochs=4,
+        verbose=0,
+        callbacks=[kfit.callbacks.BackupAndRestore(backup_dir)],
+    )
+    results["resumed_epochs"] = resumed_history.epoch
+    results["backup_left"] = backup_dir.exists()
+    torch.save(resumed.state_dict(), out / f"resumed-{rank}.pt")
+
+    # 7. lazy modules take their shapes before DDP wraps the model (here from a DataLoader).
+    torch.manual_seed(rank)
+    lazy = kfit.Model(nn.Sequential(nn.LazyLinear(3), nn.Tanh(), nn.LazyLinear(1)))
+    lazy.compile(optimizer="adam", loss="mse")
+    lazy.fit(DataLoader(dataset, batch_size=4, shuffle=True), epochs=2, verbose=0)
+    torch.save(lazy.state_dict(), out / f"lazy-{rank}.pt")
+
+    # 8. processes that hold different data get the same clear error, and none waits forever.
     try:
         stopped.fit(arrays["x"][: 20 + rank], arrays["y"][: 20 + rank], verbose=0)
     except ValueError as err:

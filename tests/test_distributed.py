@@ -94,7 +94,7 @@ def _assert_close_dicts(got: dict, expected: dict) -> None:
 @needs_gloo
 def test_processes_start_from_rank_zero_and_end_with_identical_weights(run):
     # Each process built its network from another seed: DDP copied rank 0's weights.
-    for name in ("weights", "same", "stopped", "loader"):
+    for name in ("weights", "same", "stopped", "loader", "resumed", "lazy"):
         first, second = run.tensors(name)
         assert first.keys() == second.keys()
         assert all(torch.equal(first[k], second[k]) for k in first), name
@@ -106,6 +106,19 @@ def test_history_is_identical_and_early_stopping_stops_both_at_the_same_epoch(ru
     assert first["history"] == second["history"]
     assert first["epochs"] == second["epochs"]
     assert len(first["epochs"]) < 40  # EarlyStopping stopped both
+
+
+@needs_gloo
+def test_reduce_lr_on_plateau_reduces_alike_everywhere(run):
+    rates = run.results[0]["history"]["learning_rate"]
+    assert rates == run.results[1]["history"]["learning_rate"]
+    assert rates[-1] < rates[0]
+
+
+@needs_gloo
+def test_backup_and_restore_resumes_every_process_from_the_same_epoch(run):
+    assert [result["resumed_epochs"] for result in run.results] == [[2, 3], [2, 3]]
+    assert not run.results[0]["backup_left"]
 
 
 @needs_gloo
@@ -223,13 +236,15 @@ def test_only_rank_zero_prints_the_log(run):
     assert first.count("Epoch 1/40") == 1
     assert first.count(f"Epoch {len(run.results[0]['epochs'])}/40") == 1
     assert "3/3 [" in first  # evaluate's bar: rank 0's 12 of 23 samples in batches of 5
+    assert "ReduceLROnPlateau reducing learning rate" in first
 
 
 @needs_gloo
 def test_only_rank_zero_writes_checkpoints_csv_and_saves(run):
     epochs = len(run.results[0]["epochs"])
     checkpoints = [f"ckpt-{epoch:02d}.pt" for epoch in range(1, epochs + 1)]
-    assert run.results[0]["writes"] == [*checkpoints, "model.pt"]
+    assert run.results[0]["writes"][: epochs + 1] == [*checkpoints, "model.pt"]
+    assert "latest.pt" in run.results[0]["writes"]  # BackupAndRestore's, later
     assert run.results[1]["writes"] == []
     rows = (run.out / "log.csv").read_text().splitlines()
     assert len(rows) == 1 + epochs
