@@ -218,6 +218,21 @@ def training_positions(size: int, batch_size: int, rank: int, world: int) -> tor
     return start * world + rank * step + (index - start)
 
 
+def training_indices(
+    size: int, batch_size: int, rank: int, world: int, seed: int | None
+) -> torch.Tensor:
+    """The samples process `rank` trains on in one pass, in step order.
+
+    Its `training_positions` of an order every process draws alike: a permutation from
+    `seed`, or the samples in order when `seed` is None (no shuffling).
+    """
+    if seed is None:
+        order = torch.arange(size)
+    else:
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return order[training_positions(size, batch_size, rank, world)]
+
+
 def evaluation_counts(size: int, world: int) -> list[int]:
     """How many consecutive samples each process evaluates: all of them, each once."""
     return [size // world + (r < size % world) for r in range(world)]
@@ -235,16 +250,10 @@ class _TrainingShard(ArrayData):
         return -(-(self.size // self.world) // batch_size)
 
     def batches(self, batch_size: int, shuffle: bool, device: torch.device) -> Iterator[Batch]:
-        # Every process draws the same order (a shared seed, a new one each pass) and takes
-        # its own positions of it.
-        if shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.passes)
-            order = torch.randperm(self.size, generator=generator)
-        else:
-            order = torch.arange(self.size)
+        seed = self.seed + self.passes if shuffle else None  # a new shared order each pass
         self.passes += 1
-        positions = training_positions(self.size, batch_size, self.rank, self.world)
-        yield from self.batches_in_order(order[positions], batch_size, device)
+        indices = training_indices(self.size, batch_size, self.rank, self.world, seed)
+        yield from self.batches_in_order(indices, batch_size, device)
 
 
 class _EvaluationShard(ArrayData):
@@ -288,14 +297,10 @@ class _ShardSampler(Sampler[int]):
         if not self.training:
             start = sum(self.counts[: self.rank])
             return iter(range(start, start + self.counts[self.rank]))
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.passes)
-            order = torch.randperm(self.size, generator=generator)
-        else:
-            order = torch.arange(self.size)
+        seed = self.seed + self.passes if self.shuffle else None  # a new shared order each pass
         self.passes += 1
-        positions = training_positions(self.size, self.batch_size, self.rank, self.world)
-        return iter(order[positions].tolist())
+        indices = training_indices(self.size, self.batch_size, self.rank, self.world, seed)
+        return iter(indices.tolist())
 
 
 class _ShardedLoader(IterableData):

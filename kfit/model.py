@@ -277,6 +277,8 @@ class Model(Trainer, nn.Module):
         Returns None, as Keras does (a notebook would echo returned text); pass `print_fn`
         to capture the text. See `kfit.summary.summary` for the arguments.
         """
+        if not distributed.is_rank_zero():  # torchrun: one table, from rank 0
+            print_fn = None
         summary_module.summary(self, input_size, input_data, print_fn, line_length)
 
     # ------------------------------------------------------------------ saving

@@ -368,7 +368,7 @@ def test_without_torchrun_nothing_changes(xy):
 
 
 def test_on_another_rank_printing_and_writing_callbacks_and_save_are_skipped(
-    monkeypatch, tmp_path, xy
+    monkeypatch, tmp_path, capsys
 ):
     monkeypatch.setenv("RANK", "1")
     model = kfit.Model(nn.Linear(3, 1))
@@ -380,6 +380,8 @@ def test_on_another_rank_printing_and_writing_callbacks_and_save_are_skipped(
     model.save(tmp_path / "model.pt")
     model.save_weights(tmp_path / "weights.pt")
     assert list(tmp_path.iterdir()) == []
+    model.summary(input_size=(2, 3))
+    assert capsys.readouterr().out == ""
 
 
 def test_the_metrics_read_locally_are_every_accumulator_of_the_model(xy):
