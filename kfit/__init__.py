@@ -8,7 +8,7 @@ Example:
     >>> history = model.fit(x, y, epochs=20, validation_split=0.2)
 """
 
-from kfit import callbacks, losses, metrics, optimizers, summary
+from kfit import callbacks, distributed, losses, metrics, optimizers, summary
 from kfit.history import History
 from kfit.model import Model, Sequential
 
@@ -20,6 +20,7 @@ __all__ = [
     "Sequential",
     "__version__",
     "callbacks",
+    "distributed",
     "losses",
     "metrics",
     "optimizers",

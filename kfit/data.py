@@ -216,10 +216,19 @@ class ArrayData:
 
     def batches(self, batch_size: int, shuffle: bool, device: torch.device) -> Iterator[Batch]:
         """Yields one epoch of `(x, y, sample_weight)` batches on `device`, the last one partial."""
+        yield from self.batches_in_order(
+            torch.randperm(self.size) if shuffle else None, batch_size, device
+        )
+
+    def batches_in_order(
+        self, order: torch.Tensor | None, batch_size: int, device: torch.device
+    ) -> Iterator[Batch]:
+        """Yields batches of the samples `order` (indices; None: all, in order) on `device`."""
         data_device = leaves(self.x)[0].device
-        order = torch.randperm(self.size).to(data_device) if shuffle else None
-        for start in range(0, self.size, batch_size):
-            stop = min(start + batch_size, self.size)
+        order = None if order is None else order.to(data_device)
+        count = self.size if order is None else order.numel()
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
             index = slice(start, stop) if order is None else order[start:stop]
             batch = (
                 index_tree(self.x, index),

@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
+from kfit import distributed, saving
 from kfit import optimizers as optimizers_module
-from kfit import saving
 from kfit import summary as summary_module
 from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
@@ -227,7 +227,7 @@ class Model(Trainer, nn.Module):
         for flag_name, flag in (("jit_compile", jit_compile), ("channels_last", channels_last)):
             if not isinstance(flag, bool):
                 raise TypeError(f"`{flag_name}` must be True or False; got {flag!r}.")
-        target_device = resolve_device(device)
+        target_device = distributed.setup(resolve_device(device))  # torchrun: cuda:LOCAL_RANK
         mixed_precision = Precision(precision, target_device)
         optimizer_id = optimizers_module.get(optimizer)
         compiled_loss = CompiledLoss(loss, loss_weights) if loss is not None else None
@@ -319,6 +319,8 @@ class Model(Trainer, nn.Module):
         Returns None, as Keras does (a notebook would echo returned text); pass `print_fn`
         to capture the text. See `kfit.summary.summary` for the arguments.
         """
+        if not distributed.is_rank_zero():  # torchrun: one table, from rank 0
+            print_fn = None
         summary_module.summary(self, input_size, input_data, print_fn, line_length)
 
     # ------------------------------------------------------------------ saving
@@ -329,7 +331,8 @@ class Model(Trainer, nn.Module):
         Args:
             filepath: where to write; a `.safetensors` suffix selects that format.
         """
-        saving.save_tensors(self.state_dict(), filepath)
+        if distributed.is_rank_zero():  # torchrun: one process writes (see `load_weights`)
+            saving.save_tensors(self.state_dict(), filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
         """Loads weights saved by `save_weights` (or any `torch.save(state_dict)` file).
@@ -338,6 +341,7 @@ class Model(Trainer, nn.Module):
             ValueError: if the file was made for another architecture (listing the missing,
                 unexpected and mismatched keys) or holds pickled objects other than tensors.
         """
+        distributed.barrier()  # torchrun: until rank 0 has written what it was saving
         state = saving.load_tensors(filepath)
         if isinstance(state, dict) and state.get("format") == saving.FORMAT:
             state = state["weights"]
@@ -351,9 +355,13 @@ class Model(Trainer, nn.Module):
         ids, the epochs completed, History and the random-generator states. No classes are
         pickled: `load` restores the state into a model built from code.
 
+        Under torchrun only rank 0 writes; `load` in any process waits for it.
+
         Args:
             filepath: where to write (atomically).
         """
+        if not distributed.is_rank_zero():
+            return
         history = self.history
         state = {
             "format": saving.FORMAT,
@@ -391,6 +399,7 @@ class Model(Trainer, nn.Module):
             ValueError: for a file that is not a kfit training state, was made for another
                 architecture, or holds pickled objects other than tensors.
         """
+        distributed.barrier()  # torchrun: until rank 0 has written what it was saving
         state = saving.load_tensors(filepath)
         if not isinstance(state, dict) or state.get("format") != saving.FORMAT:
             raise ValueError(

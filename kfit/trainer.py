@@ -20,6 +20,7 @@ import torch
 import torchmetrics
 
 from kfit import data as data_module
+from kfit import distributed
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
 from kfit.callbacks.progbar_logger import ProgbarLogger
@@ -166,6 +167,9 @@ class Trainer:
         if self._channels_last:  # 4-d inputs in the layout the model's weights use
             x = data_module.map_tree(_to_channels_last, x)
         model = self if self._jit_forward is None else self._jit_forward
+        ddp_forward = self.__dict__.get("_ddp_forward")
+        if ddp_forward is not None and self.training:  # torchrun: gradients averaged (DDP)
+            model = ddp_forward
         if isinstance(x, torch.Tensor):
             return model(x)
         if isinstance(x, dict):
@@ -361,7 +365,8 @@ class Trainer:
             x: inputs: arrays/tensors (or a tuple/list/dict of them), a `Dataset`, a
                 `DataLoader` or an iterable yielding `(x, y[, sample_weight])`.
             y: targets when `x` holds arrays.
-            batch_size: samples per step (default 32; for arrays and `Dataset`s).
+            batch_size: samples per step (default 32; for arrays and `Dataset`s); per process
+                under torchrun (see `kfit.distributed`).
             epochs: the index of the last epoch (training runs `initial_epoch..epochs-1`).
             verbose: `'auto'` or 1 (progress bar), 2 (one line per epoch), 0 (silent).
             callbacks: `kfit.callbacks.Callback` objects.
@@ -440,6 +445,12 @@ class Trainer:
         ):
             if isinstance(checked, ArrayData):
                 self._check_first_batch(checked, checked_batch_size)
+        # Under torchrun: this process's part of the data, and a DDP training forward.
+        train = distributed.shard_for_training(train, self.device)
+        val = distributed.shard_for_evaluation(
+            val, validation_batch_size or batch_size, validation_steps, self.device
+        )
+        distributed.prepare_training(self)
         steps = steps_per_epoch or train.num_batches(batch_size)
         history = History()
         user_callbacks = [as_callback(c) for c in callbacks or []]
@@ -486,6 +497,7 @@ class Trainer:
                     callback_list.on_epoch_end(epoch, epoch_logs)
                     if interrupt.requested:  # Ctrl-C during validation or on_epoch_end
                         raise KeyboardInterrupt
+                    self.stop_training = distributed.any_process(self.stop_training)
                     if self.stop_training:
                         break
             except KeyboardInterrupt:
@@ -496,6 +508,7 @@ class Trainer:
                 self._interrupt = None
                 self._initial_epoch = None
         callback_list.on_train_end(epoch_logs)
+        distributed.barrier()  # torchrun: rank 0's files are written when `fit` returns
         return history
 
     def _check_first_batch(self, data: ArrayData, batch_size: int) -> None:
@@ -532,6 +545,8 @@ class Trainer:
         """
         begin, end = f"on_{mode}_batch_begin", f"on_{mode}_batch_end"
         call_begin, call_end = callback_list.wants(begin), callback_list.wants(end)
+        # Under torchrun: batch logs are this process's own; a stop on one stops all.
+        agree_each_step = distributed.agrees_each_step(callback_list, mode)
         seen, step_logs = 0, None
         for step, batch in enumerate(batches):
             if call_begin:
@@ -539,9 +554,12 @@ class Trainer:
             step_logs = step_fn(batch)
             seen = step + 1
             if call_end:
-                callback_list.on_batch_hook(end, step, RunningLogs(self._logs_reader(step_logs)))
+                read_running = distributed.local_reads(self._logs_reader(step_logs), self)
+                callback_list.on_batch_hook(end, step, RunningLogs(read_running))
             if self._interrupt is not None and self._interrupt.requested:
                 raise KeyboardInterrupt
+            if agree_each_step:
+                self.stop_training = distributed.any_process(self.stop_training)
             if mode == "train" and self.stop_training:
                 break
         return seen, step_logs
@@ -680,6 +698,7 @@ class Trainer:
             x, y, sample_weight, self.float_dtype, batch_size=batch_size, shuffle=False
         )
         data = data.to(self.device) if isinstance(data, ArrayData) else data
+        data = distributed.shard_for_evaluation(data, batch_size, steps, self.device)
         callback_list = CallbackList(
             [*(callbacks or []), *([ProgbarLogger()] if verbose else [])],
             self,
@@ -764,7 +783,8 @@ class Trainer:
         callback_list.on_predict_end()
         if not outputs:
             raise ValueError("`predict` got no batches from `x`.")
-        return _to_numpy(_concatenate(outputs))  # sync point: outputs to the host
+        outputs = distributed.gather_outputs(_concatenate(outputs), data)  # torchrun: all parts
+        return _to_numpy(outputs)  # sync point: outputs to the host
 
     # ------------------------------------------------------------------ *_on_batch
 
@@ -785,6 +805,7 @@ class Trainer:
             data = self._apply_class_weight(data, class_weight)
         self.reset_metrics()
         self.train()
+        distributed.prepare_training(self)  # torchrun: gradients averaged across processes
         step_logs = self.train_step(self._whole_batch(data))
         return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
 

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+from kfit import distributed
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.monitor import BatchCountdown, check_save_freq
 
@@ -107,14 +108,14 @@ class BackupAndRestore(Callback):
             self._save()
 
     def _save(self) -> None:
-        if self.double_checkpoint and self._latest.exists():
+        if self.double_checkpoint and self._latest.exists() and distributed.is_rank_zero():
             # A kill between these two lines leaves only previous.pt, which on_train_begin reads.
             os.replace(self._latest, self._previous)
         self.model.save(self._latest)
 
     def on_train_end(self, logs=None):
-        if not self.delete_checkpoint or self._interrupted():
-            return
+        if not self.delete_checkpoint or self._interrupted() or not distributed.is_rank_zero():
+            return  # under torchrun rank 0 deletes; `fit` then waits for it
         for path in (self._latest, self._previous):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # the folder holds other files, or is gone

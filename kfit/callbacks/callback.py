@@ -13,11 +13,18 @@ class Callback:
     key one adds in `on_epoch_end` reaches History and the log line. Batch-level hooks cost a
     host read of the running values only when some callback overrides them and reads `logs`.
 
+    Under torchrun every process runs the callbacks with the same epoch `logs`; a callback
+    whose class sets `rank_zero_only = True` (the progress log, CSVLogger, TensorBoard,
+    LivePlot) runs on rank 0 only, and must not stop training.
+
     Example:
         >>> class PrintLoss(kfit.callbacks.Callback):
         ...     def on_epoch_end(self, epoch, logs=None):
         ...         print(epoch, logs["loss"])
     """
+
+    #: Run only in the process of rank 0 under torchrun (for callbacks that print or write).
+    rank_zero_only = False
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}

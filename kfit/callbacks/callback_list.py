@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
+from kfit import distributed
 from kfit.callbacks.callback import Callback
 
 _BATCH_HOOKS = {
@@ -69,7 +70,8 @@ class CallbackList:
     """
 
     def __init__(self, callbacks: Iterable[Callback], model: Any, params: dict[str, Any]):
-        self.callbacks = list(callbacks)
+        # Under torchrun, a `rank_zero_only` callback (one that prints or writes) runs on rank 0.
+        self.callbacks = [c for c in callbacks if distributed.runs_here(c)]
         for callback in self.callbacks:
             if not isinstance(callback, Callback):
                 raise TypeError(
@@ -87,6 +89,10 @@ class CallbackList:
     def wants(self, hook: str) -> bool:
         """Whether any callback overrides the batch hook `hook`."""
         return bool(self._batch_targets[hook])
+
+    def targets(self, hook: str) -> list[Callback]:
+        """The callbacks the batch hook `hook` is dispatched to."""
+        return self._batch_targets[hook]
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:

@@ -44,6 +44,8 @@ class CSVLogger(Callback):
         1,0.2870163917541504,NA
     """
 
+    rank_zero_only = True  # torchrun: one process prints / writes
+
     def __init__(
         self, filename: str | os.PathLike[str], separator: str = ",", append: bool = False
     ):

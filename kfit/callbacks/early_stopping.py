@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from kfit import distributed
 from kfit.callbacks.monitor import Mode, MonitorCallback, check_count
 
 
@@ -100,10 +101,11 @@ class EarlyStopping(MonitorCallback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.stopped_epoch > 0 and self.verbose > 0:
+        verbose = self.verbose > 0 and distributed.is_rank_zero()  # torchrun: one log
+        if self.stopped_epoch > 0 and verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
+            if verbose:
                 print(
                     "Restoring model weights from the end of the best epoch: "
                     f"{self.best_epoch + 1}.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 
+from kfit import distributed
 from kfit.callbacks.callback import Callback
 from kfit.optimizers import get_learning_rate, set_learning_rate
 
@@ -65,7 +66,7 @@ class LearningRateScheduler(Callback):
                 f"{learning_rate!r} of type {type(learning_rate).__name__} at epoch {epoch}."
             )
         set_learning_rate(optimizer, float(learning_rate))
-        if self.verbose > 0:
+        if self.verbose > 0 and distributed.is_rank_zero():  # torchrun: one log
             print(
                 f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
                 f"{learning_rate}.",

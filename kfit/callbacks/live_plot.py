@@ -61,6 +61,8 @@ class LivePlot(Callback):
         ...           callbacks=[kfit.callbacks.LivePlot(every=5)])  # doctest: +SKIP
     """
 
+    rank_zero_only = True  # torchrun: one process prints / writes
+
     def __init__(
         self,
         metrics: str | Sequence[str] | None = None,

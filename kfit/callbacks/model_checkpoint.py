@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from kfit import distributed
 from kfit.callbacks.monitor import BatchCountdown, Mode, MonitorCallback, check_save_freq
 
 
@@ -144,5 +145,5 @@ class ModelCheckpoint(MonitorCallback):
         return False
 
     def _print(self, message: str) -> None:
-        if self.verbose > 0:
+        if self.verbose > 0 and distributed.is_rank_zero():  # torchrun: one log
             print(message, flush=True)

@@ -16,6 +16,8 @@ class ProgbarLogger(Callback):
     device only when the bar redraws (at most every 0.05 s) and at the end of an epoch.
     """
 
+    rank_zero_only = True  # torchrun: one process prints / writes
+
     def __init__(self) -> None:
         super().__init__()
         self._bar: Progbar | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from kfit import distributed
 from kfit.callbacks.monitor import Mode, MonitorCallback, check_count
 from kfit.optimizers import get_learning_rate, set_learning_rate
 
@@ -120,7 +121,7 @@ class ReduceLROnPlateau(MonitorCallback):
             return False
         new_lr = max(old_lr * self.factor, self.min_lr)
         set_learning_rate(optimizer, new_lr)
-        if self.verbose > 0:
+        if self.verbose > 0 and distributed.is_rank_zero():  # torchrun: one log
             print(
                 f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.",
                 flush=True,

@@ -67,6 +67,8 @@ class TensorBoard(Callback):
         >>> model.fit(x, y, epochs=10, validation_split=0.2, callbacks=[tensorboard])
     """
 
+    rank_zero_only = True  # torchrun: one process prints / writes
+
     def __init__(
         self,
         log_dir: str | os.PathLike = "logs",
