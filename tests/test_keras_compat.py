@@ -439,3 +439,38 @@ def test_history_params_keep_verbose_as_passed() -> None:
     kfit_params = kfit_model.fit(x, y, epochs=1, verbose="auto", shuffle=False).params
     assert keras_params == {"verbose": "auto", "epochs": 1, "steps": 2}
     assert kfit_params == keras_params
+
+
+def test_class_weight_matches_keras_and_leaves_validation_unweighted():
+    task = TASKS["sparse"]
+    rng = np.random.default_rng(SEED)
+    x = rng.normal(size=(120, NUM_FEATURES)).astype(np.float32)
+    y = task.make_y(x, rng)
+    weights = _initial_weights(task.units)
+    class_weight = {0: 1.0, 1: 3.0, 2: 0.5, 3: 2.0}
+    settings = {
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["accuracy"],
+        "weighted_metrics": ["accuracy"],
+    }
+    fit_kwargs = {
+        "batch_size": 16,
+        "epochs": 3,
+        "validation_split": 0.25,
+        "class_weight": class_weight,
+        "shuffle": False,
+        "verbose": 0,
+    }
+    keras_model = _keras_model(task, weights)
+    keras_model.compile(optimizer=keras.optimizers.SGD(0.1), **settings)
+    expected = keras_model.fit(x, y, **fit_kwargs).history
+    model = _kfit_model(task, weights)
+    model.compile(optimizer=kfit.optimizers.SGD(0.1), device="cpu", **settings)
+    got = model.fit(x, y, **fit_kwargs).history
+
+    assert sorted(got) == sorted(expected)
+    for key, values in expected.items():
+        np.testing.assert_allclose(got[key], values, **SGD_TOLERANCE, err_msg=key)
+    # class weights change the training values but never the validation ones
+    assert got["weighted_accuracy"] != got["accuracy"]
+    assert got["val_weighted_accuracy"] == got["val_accuracy"]
