@@ -258,3 +258,23 @@ def test_predict_returns_the_output_structure():
     assert set(outputs) == {"out_a", "out_b"}
     assert outputs["out_a"].shape == (N, 2)
     assert outputs["out_b"].shape == (N, 3)
+
+
+def test_a_data_set_yielding_targets_and_weights_per_output_equals_arrays():
+    x, y_a, y_b, sample_weight = _data()
+    settings = {"loss": {"out_a": "mse", "out_b": "sparse_categorical_crossentropy"}}
+    y = {"out_a": y_a, "out_b": y_b}
+    weights = {"out_a": sample_weight}
+    from_arrays = _compiled(**settings).evaluate(
+        x, y, sample_weight=weights, batch_size=30, verbose=0, return_dict=True
+    )
+    batches = [
+        (
+            x[i : i + 30],
+            {k: v[i : i + 30] for k, v in y.items()},
+            {"out_a": sample_weight[i : i + 30]},
+        )
+        for i in range(0, N, 30)
+    ]
+    from_batches = _compiled(**settings).evaluate(iter(batches), verbose=0, return_dict=True)
+    assert from_batches == pytest.approx(from_arrays)
