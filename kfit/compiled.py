@@ -215,6 +215,16 @@ class CompiledMetrics:
         # a user's torchmetrics object: (preds, target), as torchmetrics calls it
         return lambda y_pred, y_true, sample_weight: metric.update(y_pred, y_true)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The per-step update closures do not pickle; they are rebuilt from `entries`.
+        state = self.__dict__.copy()
+        state["_updates"] = []
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._updates = [self._updater(metric, weighted) for _, metric, weighted in self.entries]
+
     def unbuild(self) -> None:
         """Forgets the accumulators built from a first batch that failed."""
         self.entries = []
