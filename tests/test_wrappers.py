@@ -123,6 +123,28 @@ def test_routed_parameters_override_the_dicts(iris):
     assert len(est.history_["loss"]) == 2
 
 
+def keras_style_build(X, y, loss, layers=(10,)):
+    """The build function of Keras's wrapper docs, written for kfit."""
+    widths = [X.shape[1], *layers]
+    pairs = zip(widths[:-1], widths[1:], strict=True)
+    hidden = [m for a, b in pairs for m in (nn.Linear(a, b), nn.ReLU())]
+    model = kfit.Sequential(*hidden, nn.Linear(widths[-1], y.shape[1]), nn.Softmax(dim=-1))
+    model.compile(loss=loss, optimizer="rmsprop")
+    return model
+
+
+def test_keras_positional_arguments_and_dicts_work(iris):
+    X, y = iris
+    est = SKLearnClassifier(
+        keras_style_build,
+        False,
+        {"loss": "categorical_crossentropy", "layers": [6, 5]},
+        {"epochs": 2},
+    ).fit(X, y)
+    assert [m.out_features for m in est.model_.module if isinstance(m, nn.Linear)] == [6, 5, 3]
+    assert len(est.history_["loss"]) == 2
+
+
 def test_fit_keyword_arguments_take_precedence(iris):
     X, y = iris
     est = SKLearnClassifier(build_classifier, epochs=5).fit(X, y, epochs=1)
