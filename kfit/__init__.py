@@ -8,6 +8,9 @@ Example:
     >>> history = model.fit(x, y, epochs=20, validation_split=0.2)
 """
 
+import importlib
+from typing import Any
+
 from kfit import callbacks, distributed, losses, metrics, optimizers, summary
 from kfit.history import History
 from kfit.model import Model, Sequential
@@ -25,4 +28,12 @@ __all__ = [
     "metrics",
     "optimizers",
     "summary",
+    "wrappers",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `kfit.wrappers` needs scikit-learn: imported on first use, so `import kfit` does not.
+    if name == "wrappers":
+        return importlib.import_module("kfit.wrappers")
+    raise AttributeError(f"module 'kfit' has no attribute {name!r}")

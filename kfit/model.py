@@ -298,6 +298,20 @@ class Model(Trainer, nn.Module):
             warnings.warn(f"torch.compile is unavailable ({err}); running eagerly.", stacklevel=3)
             return None
 
+    # Pickling and deep copies (scikit-learn's clone) leave out the torch.compile wrapper: it
+    # holds this very model and fails to rebuild with it. The copy compiles its own.
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_jit_forward"] = None
+        state["_recompile_forward"] = self.__dict__.get("_jit_forward") is not None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        recompile = state.pop("_recompile_forward", False)
+        super().__setstate__(state)
+        if recompile:
+            self.__dict__["_jit_forward"] = self._compile_forward()
+
     def _check_compiled(self, method: str) -> None:
         if self._device is None:
             raise ValueError(
