@@ -155,6 +155,41 @@ def _pinned(tree: Tree) -> Tree:
     return map_tree(lambda t: t.pin_memory(), tree)
 
 
+def prefetch_to_cuda(batches: Iterable[Batch], device: torch.device) -> Iterator[Batch]:
+    """Copies host batches to a CUDA `device` one batch ahead, on a side stream.
+
+    Each batch is copied to page-locked memory (the caching host allocator reuses those blocks)
+    and sent with `non_blocking=True` on a copy stream while the previous batch's step runs.
+    The step's stream waits for that batch's copy only (an event, not a host sync), and the
+    tensors are marked as used by it so their memory is not reused too early.
+    """
+    copy_stream = torch.cuda.Stream(device)
+
+    def start_copy(batch: Batch) -> tuple[Batch, torch.cuda.Event]:
+        with torch.cuda.stream(copy_stream):
+            moved = tuple(move_tree(_pinned(part), device) for part in batch)
+            copied = torch.cuda.Event()
+            copied.record(copy_stream)
+        return moved, copied  # type: ignore[return-value]
+
+    def hand_over(moved: Batch, copied: torch.cuda.Event) -> Batch:
+        compute_stream = torch.cuda.current_stream(device)
+        compute_stream.wait_event(copied)
+        for tensor in leaves(moved):
+            if isinstance(tensor, torch.Tensor):
+                tensor.record_stream(compute_stream)
+        return moved
+
+    pending = None
+    for batch in batches:
+        started = start_copy(batch)
+        if pending is not None:
+            yield hand_over(*pending)
+        pending = started
+    if pending is not None:
+        yield hand_over(*pending)
+
+
 def unpack(data: Any) -> Batch:
     """Splits what a data set yields into `(x, y, sample_weight)`, as Keras does."""
     if isinstance(data, tuple | list):
@@ -227,17 +262,24 @@ class ArrayData:
         data_device = leaves(self.x)[0].device
         order = None if order is None else order.to(data_device)
         count = self.size if order is None else order.numel()
-        for start in range(0, count, batch_size):
-            stop = min(start + batch_size, count)
-            index = slice(start, stop) if order is None else order[start:stop]
-            batch = (
-                index_tree(self.x, index),
-                index_tree(self.y, index),
-                None if self.sample_weight is None else index_tree(self.sample_weight, index),
-            )
-            if data_device != device:  # data too big for the GPU: copy from pinned memory
-                batch = tuple(move_tree(_pinned(t), device) for t in batch)
-            yield batch
+
+        def sliced() -> Iterator[Batch]:
+            for start in range(0, count, batch_size):
+                stop = min(start + batch_size, count)
+                index = slice(start, stop) if order is None else order[start:stop]
+                yield (
+                    index_tree(self.x, index),
+                    index_tree(self.y, index),
+                    None if self.sample_weight is None else index_tree(self.sample_weight, index),
+                )
+
+        if data_device == device:
+            yield from sliced()
+        elif device.type == "cuda":  # data too big for the GPU: pinned copies, one ahead
+            yield from prefetch_to_cuda(sliced(), device)
+        else:
+            for batch in sliced():
+                yield tuple(move_tree(part, device) for part in batch)
 
     def split(self, validation_split: float) -> tuple[ArrayData, ArrayData]:
         """Keras's rule: the last `N - floor(N * (1 - s))` samples, before any shuffling."""

@@ -89,6 +89,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
+def _with_index(device: torch.device) -> torch.device:
+    """`cuda` as `cuda:<current>` (and `mps` as `mps:0`): the device its tensors report.
+
+    With the index, the model's device and its data's device compare equal.
+    """
+    if device.index is None and device.type == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    if device.index is None and device.type == "mps":
+        return torch.device("mps", 0)
+    return device
+
+
 class Model(Trainer, nn.Module):
     """A PyTorch module with Keras's training API.
 
@@ -227,7 +239,8 @@ class Model(Trainer, nn.Module):
         for flag_name, flag in (("jit_compile", jit_compile), ("channels_last", channels_last)):
             if not isinstance(flag, bool):
                 raise TypeError(f"`{flag_name}` must be True or False; got {flag!r}.")
-        target_device = distributed.setup(resolve_device(device))  # torchrun: cuda:LOCAL_RANK
+        # torchrun: an unnumbered `cuda` is this process's GPU, cuda:LOCAL_RANK.
+        target_device = _with_index(distributed.setup(resolve_device(device)))
         mixed_precision = Precision(precision, target_device)
         optimizer_id = optimizers_module.get(optimizer)
         compiled_loss = CompiledLoss(loss, loss_weights) if loss is not None else None

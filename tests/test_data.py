@@ -369,3 +369,30 @@ def test_array_batches_cover_every_sample_once_with_only_the_last_partial(
     assert sorted(torch.cat(batches)[:, 0].tolist()) == list(range(samples))
     if not shuffle:
         assert torch.cat(batches)[:, 0].tolist() == list(range(samples))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_host_data_is_prefetched_to_the_gpu_batch_for_batch():
+    x = torch.randn(100, 3)
+    y = torch.arange(100)
+    data = kfit.data.make_data(x, y, None, torch.float32, batch_size=16, shuffle=False)
+    device = torch.device("cuda", torch.cuda.current_device())
+    order = torch.randperm(100)
+    on_gpu = list(data.batches_in_order(order, 16, device))  # data stays on the host
+    on_host = list(data.batches_in_order(order, 16, torch.device("cpu")))
+    assert len(on_gpu) == len(on_host) == 7
+    for (gx, gy, _), (hx, hy, _) in zip(on_gpu, on_host, strict=True):
+        assert gx.device == device
+        assert torch.equal(gx.cpu(), hx)
+        assert torch.equal(gy.cpu(), hy)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_on_cuda_reports_an_indexed_device_and_trains_on_host_batches(monkeypatch):
+    monkeypatch.setattr(kfit.data, "_ON_DEVICE_SHARE", 0.0)  # force the pinned host path
+    model = kfit.Model(torch.nn.Linear(3, 1))
+    model.compile(optimizer="sgd", loss="mse", device="cuda")
+    assert model.device.index is not None
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    history = model.fit(x, x.sum(1, keepdims=True), epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
