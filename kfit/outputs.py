@@ -66,6 +66,14 @@ def describe(slots: Sequence[OutputSlot]) -> str:
     return f"{len(slots)} outputs ({', '.join(repr(s.name) for s in slots)})"
 
 
+def _check_names(mapping: Mapping[Any, Any], slots: Sequence[OutputSlot], message: str) -> None:
+    """Raises `message` (with `{}` for the keys) if a key of `mapping` names no output."""
+    names = {s.name for s in slots} | {s.key for s in slots if s.key is not None}
+    unknown = [key for key in mapping if key not in names]
+    if unknown:
+        raise ValueError(f"{message.format(unknown)}; the model has {describe(slots)}.")
+
+
 def select(tree: Any, slot: OutputSlot) -> Any:
     """The part of `tree` (targets, outputs or weights) that belongs to `slot`.
 
@@ -109,13 +117,7 @@ def check_tree(tree: Any, slots: Sequence[OutputSlot], used: Sequence[OutputSlot
             "or a dict keyed by output name, not a single array."
         )
     if isinstance(tree, Mapping):
-        names = {s.name for s in slots} | {s.key for s in slots if s.key is not None}
-        unknown = [k for k in tree if k not in names]
-        if unknown:
-            raise ValueError(
-                f"`{what}` has keys {unknown} that match no output; the model has "
-                f"{describe(slots)}."
-            )
+        _check_names(tree, slots, f"`{what}` has keys {{}} that match no output")
         missing = [s.name for s in used if s.name not in tree and s.key not in tree]
         if missing and what != "sample_weight":  # an output without weights is unweighted
             raise ValueError(
@@ -155,13 +157,7 @@ def per_output(spec: Any, slots: Sequence[OutputSlot], arg_name: str, broadcast:
                 f"`{arg_name}` is a dict ({sorted(map(str, spec))}), but the model returns a "
                 "single tensor; return a dict or tuple of outputs, or pass a list."
             )
-        names = {s.name for s in slots} | {s.key for s in slots if s.key is not None}
-        unknown = [key for key in spec if key not in names]
-        if unknown:
-            raise ValueError(
-                f"`{arg_name}` names {unknown}, which match no output; the model has "
-                f"{describe(slots)}."
-            )
+        _check_names(spec, slots, f"`{arg_name}` names {{}}, which match no output")
         return [spec[s.key] if s.key in spec else spec.get(s.name) for s in slots]
     if len(slots) == 1:
         return [spec]

@@ -18,6 +18,16 @@ import kfit
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
+@pytest.fixture
+def keras() -> Any:
+    """Keras 3 on its torch backend, on the CPU; the test is skipped without it."""
+    os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
+    module = pytest.importorskip("keras")
+    if module.backend.backend() != "torch":
+        pytest.skip(f"needs KERAS_BACKEND=torch; got {module.backend.backend()!r}")
+    return module
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

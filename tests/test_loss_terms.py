@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -173,12 +171,7 @@ def test_function_returning_a_non_tensor_fails_before_training():
 
 @pytest.mark.keras_compat
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
-def test_l2_penalty_term_gives_keras_kernel_regularizer_losses():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("needs KERAS_BACKEND=torch")
+def test_l2_penalty_term_gives_keras_kernel_regularizer_losses(keras):
     x, y = _data()
     keras_model = keras.Sequential(
         [

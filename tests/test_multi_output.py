@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -52,12 +50,7 @@ def _compiled(as_dict: bool = True, **compile_kwargs) -> TwoHeads:
 
 @pytest.mark.keras_compat
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
-def test_two_outputs_with_dict_losses_weights_metrics_and_sample_weight_match_keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("needs KERAS_BACKEND=torch")
+def test_two_outputs_with_dict_losses_weights_metrics_and_sample_weight_match_keras(keras):
     x, y_a, y_b, sample_weight = _data()
     inputs = keras.Input((NUM_FEATURES,))
     hidden = keras.layers.Dense(8, activation="relu")(inputs)

@@ -352,20 +352,8 @@ def test_lion_and_ftrl_ids_train_a_model(identifier):
 # --------------------------------------------------------------------------- accumulation
 
 
-def _keras_or_skip():
-    import os
-
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("needs KERAS_BACKEND=torch")
-    return keras
-
-
-def _keras_and_kfit_fit(keras_optimizer, kfit_optimizer, epochs: int = 2, **fit_kwargs):
+def _keras_and_kfit_fit(keras, keras_optimizer, kfit_optimizer, epochs=2, **fit_kwargs):
     """Fits the same 4→1 linear regression in Keras and kfit; returns both Histories, weights."""
-    keras = _keras_or_skip()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(96, 4)).astype("float32")
     y = (x @ rng.normal(size=(4, 1)) + 0.3).astype("float32")
@@ -388,9 +376,9 @@ def _keras_and_kfit_fit(keras_optimizer, kfit_optimizer, epochs: int = 2, **fit_
 @pytest.mark.parametrize(
     "options", [{"momentum": 0.9}, {"momentum": 0.0, "clipnorm": 0.3}], ids=["momentum", "clip"]
 )
-def test_gradient_accumulation_matches_keras(options):
-    keras = _keras_or_skip()
+def test_gradient_accumulation_matches_keras(keras, options):
     expected, got, keras_kernel, kfit_weight = _keras_and_kfit_fit(
+        keras,
         keras.optimizers.SGD(0.05, gradient_accumulation_steps=4, **options),
         kfit.optimizers.SGD(0.05, gradient_accumulation_steps=4, **options),
         epochs=3,  # 6 steps per epoch: an update window spans two epochs
@@ -434,13 +422,13 @@ def test_bad_gradient_accumulation_steps_raise_naming_the_option(steps):
 @pytest.mark.keras_compat
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
 @pytest.mark.parametrize("accumulation", [None, 2])
-def test_learning_rate_schedule_matches_keras_step_by_step(accumulation):
-    keras = _keras_or_skip()
+def test_learning_rate_schedule_matches_keras_step_by_step(keras, accumulation):
 
     def schedule(lib):
         return lib.optimizers.schedules.PiecewiseConstantDecay([3, 7], [0.1, 0.03, 0.005])
 
     expected, got, keras_kernel, kfit_weight = _keras_and_kfit_fit(
+        keras,
         keras.optimizers.SGD(schedule(keras), gradient_accumulation_steps=accumulation),
         kfit.optimizers.SGD(schedule(kfit), gradient_accumulation_steps=accumulation),
         epochs=2,
