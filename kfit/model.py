@@ -482,6 +482,9 @@ class Model(Trainer, nn.Module):
         return names
 
 
+Model._plain_forward = Model.forward  # `call_forward` calls `module` directly when unchanged
+
+
 class Sequential(Model):
     """A `Model` made of layers applied in order (an `nn.Sequential` inside).
 

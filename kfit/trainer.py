@@ -170,6 +170,8 @@ class Trainer:
         ddp_forward = self.__dict__.get("_ddp_forward")
         if ddp_forward is not None and self.training:  # torchrun: gradients averaged (DDP)
             model = ddp_forward
+        elif model is self and self._wraps_plainly():
+            model = self.module  # the same call, minus one nn.Module layer (~5 µs a step)
         if isinstance(x, torch.Tensor):
             return model(x)
         if isinstance(x, dict):
@@ -177,6 +179,14 @@ class Trainer:
         if isinstance(x, tuple | list):
             return model(*x)
         return model(x)
+
+    def _wraps_plainly(self) -> bool:
+        """Whether calling `self` is calling `self.module`: kfit's forward, no hooks on `self`."""
+        return (
+            type(self).forward is self._plain_forward
+            and not (self._forward_hooks or self._forward_pre_hooks)
+            and "module" in self._modules
+        )
 
     def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
         """The step's total loss, as a scalar tensor.
