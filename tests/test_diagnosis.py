@@ -48,6 +48,15 @@ def _sgd(lr: float, **kwargs) -> kfit.optimizers.SGD:
     return kfit.optimizers.SGD(learning_rate=lr, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster, and steady on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------- learning rate too high
 
 
