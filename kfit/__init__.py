@@ -8,7 +8,7 @@ Example:
     >>> history = model.fit(x, y, epochs=20, validation_split=0.2)
 """
 
-from kfit import callbacks, losses, metrics, optimizers, summary
+from kfit import callbacks, diagnosis, losses, lr_finder, metrics, optimizers, summary
 from kfit.history import History
 from kfit.model import Model, Sequential
 
@@ -20,7 +20,9 @@ __all__ = [
     "Sequential",
     "__version__",
     "callbacks",
+    "diagnosis",
     "losses",
+    "lr_finder",
     "metrics",
     "optimizers",
     "summary",

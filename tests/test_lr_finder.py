@@ -48,7 +48,8 @@ def _assert_same_tree(a, b, path="") -> None:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _assert_same_tree(x, y, f"{path}/{i}")
     elif isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b), path
+        assert a.dtype == b.dtype, path
+        assert torch.equal(a, b), path
     else:
         assert a == b, path
 
@@ -79,8 +80,11 @@ def test_lr_find_leaves_weights_and_optimizer_state_bit_identical():
     _assert_same_tree(model.state_dict(), weights)
     _assert_same_tree(model.optimizer.state_dict(), optimizer_state)
     assert model.optimizer.param_groups[0]["lr"] == 1e-3
-    assert model.training and model.module[0].training and not model.module[2].training
-    assert model.history is history and model.epochs_completed == epochs
+    assert model.training
+    assert model.module[0].training
+    assert not model.module[2].training
+    assert model.history is history
+    assert model.epochs_completed == epochs
 
 
 def test_lr_find_restores_the_random_generators():
