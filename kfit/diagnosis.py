@@ -175,21 +175,26 @@ class TrainingDiagnosis(Callback):
         if not isinstance(loss, int | float):
             return
         self._epoch = epoch
-        self._lrs.append((self._epoch_lr, self._learning_rate()))
+        end_lr = self._learning_rate()
+        # A lazy model builds its optimizer at the first step: no rate before it.
+        self._lrs.append((end_lr if self._epoch_lr is None else self._epoch_lr, end_lr))
         self._losses.append(float(loss))
         val_loss = logs.get("val_loss")
         if isinstance(val_loss, int | float):
             self._val.append((epoch, float(val_loss), float(loss)))
-        for check in (
-            self._check_non_finite,
-            self._check_non_finite_val,
-            self._check_rising,
-            self._check_overfitting,
-            self._check_flat,
+        emitted = {d.kind for d in self.diagnostics}
+        for kind, check in (
+            ("non_finite_loss", self._check_non_finite),
+            ("non_finite_val_loss", self._check_non_finite_val),
+            ("learning_rate_too_high", self._check_rising),
+            ("overfitting", self._check_overfitting),
+            ("flat_loss", self._check_flat),
         ):
-            found = check()
-            if found is not None:
-                self._emit(found[0], epoch, found[1])
+            if kind in emitted:
+                continue  # once per run; and a rule that reads values reads them once
+            message = check()
+            if message is not None:
+                self._emit(kind, epoch, message)
 
     def on_train_end(self, logs=None):
         self._remove_probe()
@@ -231,8 +236,6 @@ class TrainingDiagnosis(Callback):
         return None
 
     def _emit(self, kind: Kind, epoch: int, message: str) -> None:
-        if any(d.kind == kind for d in self.diagnostics):
-            return
         note = Diagnostic(kind, epoch, message)
         self.diagnostics.append(note)
         history = getattr(self.model, "history", None)
@@ -248,7 +251,7 @@ class TrainingDiagnosis(Callback):
 
     # ------------------------------------------------------------------ rules
 
-    def _check_non_finite(self) -> tuple[Kind, str] | None:
+    def _check_non_finite(self) -> str | None:
         loss = self._losses[-1]
         if math.isfinite(loss):
             return None
@@ -277,23 +280,21 @@ class TrainingDiagnosis(Callback):
         if epoch_in_run == 1:
             causes.append("NaN or Inf values in the inputs or targets")
         return (
-            "non_finite_loss",
             f"the loss became {loss} at epoch {self._epoch + 1} ({where}). Usual causes: "
             + "; ".join(causes)
-            + ".",
+            + "."
         )
 
-    def _check_non_finite_val(self) -> tuple[Kind, str] | None:
+    def _check_non_finite_val(self) -> str | None:
         if not self._val or not math.isfinite(self._val[-1][2]) or math.isfinite(self._val[-1][1]):
             return None
         return (
-            "non_finite_val_loss",
             f"val_loss is {self._val[-1][1]} while the training loss is finite: the validation "
             "data may hold NaN or Inf values, or predictions on it reach 0 or 1 under a loss "
-            "that takes probabilities (use from_logits=True).",
+            "that takes probabilities (use from_logits=True)."
         )
 
-    def _check_rising(self) -> tuple[Kind, str] | None:
+    def _check_rising(self) -> str | None:
         losses = self._losses
         if len(losses) < 2 or not all(math.isfinite(v) for v in losses):
             return None
@@ -321,11 +322,9 @@ class TrainingDiagnosis(Callback):
             return None
         if lr is None or lr <= 0:
             return None  # a schedule changed the rate: its doing, not a setting to fix
-        return "learning_rate_too_high", f"{what} with the learning rate unchanged: " + (
-            self._lower_lr_advice(lr) + "."
-        )
+        return f"{what} with the learning rate unchanged: {self._lower_lr_advice(lr)}."
 
-    def _check_overfitting(self) -> tuple[Kind, str] | None:
+    def _check_overfitting(self) -> str | None:
         if len(self._val) < OVERFIT_AVERAGE or not all(math.isfinite(v) for _, v, _ in self._val):
             return None
         # A moving average, so that one lucky low value of a small validation set is no "best".
@@ -352,14 +351,13 @@ class TrainingDiagnosis(Callback):
             "restore_best_weights=True), more data or regularisation"
         )
         return (
-            "overfitting",
             f"val_loss (averaged over {OVERFIT_AVERAGE} validations) has risen from its best "
             f"{best:.4g} at epoch {best_epoch + 1} to {now:.4g} while the training loss fell "
             f"({loss_at_best:.4g} -> {loss_now:.4g}): "
-            f"the model is over-fitting; {advice}.",
+            f"the model is over-fitting; {advice}."
         )
 
-    def _check_flat(self) -> tuple[Kind, str] | None:
+    def _check_flat(self) -> str | None:
         losses = self._losses
         if len(losses) < RISING_EPOCHS or not all(math.isfinite(v) for v in losses):
             return None
@@ -370,37 +368,40 @@ class TrainingDiagnosis(Callback):
         spread = max(abs(v - window[0]) for v in window) / abs(window[0])
         best = min(losses)
         if self._fresh and len(losses) == RISING_EPOCHS and spread <= FLAT_TOLERANCE:
-            what = (
+            findings = self._frozen_findings()
+            if findings:
+                cause = "; ".join(findings)
+            elif lr == 0:
+                cause = "the learning rate is 0"
+            else:
+                cause = (
+                    f"learning rate may be too low (now {_format_lr(lr)}); try "
+                    f"{_format_lr(lr * 10)} or `model.lr_find(...)` (if the model had already "
+                    "converged within the first epoch, ignore this)"
+                )
+            return (
                 f"the loss stayed within {FLAT_TOLERANCE:.0%} of {window[0]:.4g} for the first "
-                f"{RISING_EPOCHS} epochs"
+                f"{RISING_EPOCHS} epochs: {cause}."
             )
-            fallback = (
-                f"learning rate may be too low (now {_format_lr(lr)}); try "
-                f"{_format_lr(lr * 10)} or `model.lr_find(...)` (if the model had already "
-                "converged within the first epoch, ignore this)"
-            )
-        elif spread <= STUCK_TOLERANCE and min(window) - best >= FLAT_TOLERANCE * abs(best):
-            what = (
+        if spread <= STUCK_TOLERANCE and min(window) - best >= FLAT_TOLERANCE * abs(best):
+            findings = self._frozen_findings()
+            found = f". Found: {'; '.join(findings)}" if findings else ""
+            return (
                 f"the loss is stuck at {window[-1]:.4g}, above its best {best:.4g}, for "
-                f"{RISING_EPOCHS} epochs"
+                f"{RISING_EPOCHS} epochs: too large steps may have saturated the model; "
+                f"{self._lower_lr_advice(lr)}{found}."
             )
-            fallback = (
-                "units may have saturated or died after too large steps: "
-                + self._lower_lr_advice(lr)
-            )
-        else:
-            return None
-        return "flat_loss", f"{what}: {self._flat_cause(lr, fallback)}."
+        return None
 
-    def _flat_cause(self, lr: float, fallback: str) -> str:
-        """What a flat start comes from, as far as the parameters show. Sync point (once)."""
+    def _frozen_findings(self) -> list[str]:
+        """Why no parameter moves, as far as the parameters show. Sync point (once per run)."""
         model, optimizer = self.model, self.model.optimizer
         named = list(model.named_parameters())
         trainable = [(n, p) for n, p in named if p.requires_grad]
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         frozen_held = [n for n, p in named if id(p) in held and not p.requires_grad]
         if not trainable or len(frozen_held) == len(held):
-            return "the model is frozen: no parameter the optimizer holds has requires_grad=True"
+            return ["the model is frozen: no parameter the optimizer holds has requires_grad=True"]
         findings = []
         if frozen_held:
             findings.append(
@@ -415,14 +416,14 @@ class TrainingDiagnosis(Callback):
             )
         with_grad = [(n, p.grad) for n, p in trainable if p.grad is not None]
         if with_grad:
+            device = with_grad[0][1].device
             norms = torch.stack(
-                [
-                    norm.to(with_grad[0][1].device)
-                    for norm in torch._foreach_norm([g for _, g in with_grad])
-                ]
-            ).tolist()  # the one host read, once per run
+                [norm.to(device) for norm in torch._foreach_norm([g for _, g in with_grad])]
+            ).tolist()  # the one host read
             zero = [n for (n, _), norm in zip(with_grad, norms, strict=True) if norm == 0.0]
-            if zero:
+            if zero and len(zero) == len(trainable):
+                findings.append("every gradient is exactly 0")
+            elif zero:
                 findings.append(f"the gradients of {_names(zero)} are exactly 0")
         hint = _logits_hint(getattr(model, "_compiled_loss", None))
         saturated = self._saturated_range() if hint is not None else None
@@ -431,6 +432,4 @@ class TrainingDiagnosis(Callback):
                 f"predictions are stuck at 0 or 1 ({_range_text(saturated)}), where "
                 f"the clipped probabilities pass no gradient: use {hint} on logits"
             )
-        if findings:
-            return "; ".join(findings)
-        return "the learning rate is 0" if lr == 0 else fallback
+        return findings

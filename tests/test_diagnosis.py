@@ -372,7 +372,8 @@ def test_a_saturated_sigmoid_stuck_after_getting_worse_suggests_from_logits():
     assert re.match(
         r"the loss is stuck at [\d.]+, above its best [\d.]+, for 3 epochs", note.message
     )
-    assert "predictions are stuck at 0 or 1" in note.message
+    assert "learning rate may be too high (now 50); try 5 or `model.lr_find(...)`" in note.message
+    assert "Found: every gradient is exactly 0; predictions are stuck at 0 or 1" in note.message
     assert "use kfit.losses.BinaryCrossentropy(from_logits=True) on logits" in note.message
 
 
@@ -442,3 +443,16 @@ def test_each_fit_call_starts_a_fresh_diagnosis():
     callback.on_train_begin()
 
     assert callback.diagnostics == []
+
+
+def test_a_note_that_reads_values_reads_them_once(monkeypatch):
+    x, y = _regression()
+    model = _mlp(_sgd(50.0), loss="binary_crossentropy", head=nn.Sigmoid())
+    counter = _ReadCounter(monkeypatch)
+    history = model.fit(x, (y > 0).astype(np.float32), epochs=8, batch_size=32, verbose=2)
+
+    assert [(d.kind, d.epoch) for d in history.diagnostics] == [("flat_loss", 3)]
+    # The first-batch check reads the prediction range once (the from_logits warning); then
+    # one read of the epoch values per epoch, plus the gradient norms and the prediction range
+    # read once for the note, though the loss stays stuck for the remaining epochs.
+    assert counter.calls == ["__float__"] * 2 + ["tolist"] * (8 + 2)

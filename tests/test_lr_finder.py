@@ -377,3 +377,31 @@ def test_mismatched_shapes_fail_before_any_step():
         model.lr_find(x, np.zeros((32, 3), np.float32), plot=False, verbose=0)
 
     _assert_same_tree(model.state_dict(), weights)
+
+
+def test_lr_find_takes_a_data_loader():
+    x, y = _problem(n=64)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=16
+    )
+    model = _mlp("sgd")
+    weights, _ = _state(model)
+    result = model.lr_find(loader, num_steps=10, end_lr=1e-2, plot=False, verbose=0)
+
+    assert len(result.lrs) == 10  # 4 batches, cycled
+    _assert_same_tree(model.state_dict(), weights)
+
+
+def test_lr_find_on_lazy_modules_builds_them_and_restores_the_rest():
+    x, y = _problem(n=64)
+    torch.manual_seed(0)
+    model = kfit.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 1))
+    model.compile(optimizer="adam", loss="mse", device="cpu")
+    result = model.lr_find(x, y, num_steps=10, plot=False, verbose=0)
+    weights, optimizer_state = _state(model)
+
+    assert len(result.lrs) == 10
+    assert optimizer_state["state"] == {}  # as fresh as before: no step counted
+    model.lr_find(x, y, num_steps=10, plot=False, verbose=0)
+    _assert_same_tree(model.state_dict(), weights)
+    _assert_same_tree(model.optimizer.state_dict(), optimizer_state)
