@@ -22,10 +22,10 @@ so far and `L_first` the first epoch's:
 - **flat loss**: with the learning rate unchanged, either the first `RISING_EPOCHS` epochs'
   losses of a model not trained before all lie within `FLAT_TOLERANCE` (1%) of the first, or
   the last `RISING_EPOCHS` lie within `STUCK_TOLERANCE` (0.01%) of each other, at least 1%
-  above the best (stuck after getting worse: saturated or dead units). The note then says
-  what it finds: frozen parameters in the optimizer, parameters no gradient reached, zero
-  gradients, predictions stuck at 0 or 1 under a loss taking probabilities; or else a
-  learning rate that may be too low (flat start) or too high (stuck).
+  above the best (stuck after getting worse: saturated or dead units). The note says what it
+  finds (one host read): frozen parameters in the optimizer, parameters no gradient reached,
+  zero gradients, predictions stuck at 0 or 1 under a loss taking probabilities. A flat start
+  with none of these points to a learning rate too low; a stuck loss to one too high.
 """
 
 from __future__ import annotations
