@@ -11,7 +11,16 @@ Example:
 import importlib
 from typing import Any
 
-from kfit import callbacks, distributed, losses, metrics, optimizers, summary
+from kfit import (
+    callbacks,
+    diagnosis,
+    distributed,
+    losses,
+    lr_finder,
+    metrics,
+    optimizers,
+    summary,
+)
 from kfit.history import History
 from kfit.model import Model, Sequential
 
@@ -23,8 +32,10 @@ __all__ = [
     "Sequential",
     "__version__",
     "callbacks",
+    "diagnosis",
     "distributed",
     "losses",
+    "lr_finder",
     "metrics",
     "optimizers",
     "summary",

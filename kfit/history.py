@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from kfit.diagnosis import Diagnostic
+
 _VAL = "val_"
 
 
@@ -29,6 +31,8 @@ class History(Callback):
         epoch: the 0-based indices of the epochs that ran.
         params: `{'verbose', 'epochs', 'steps'}` as `fit` set them.
         model: the model that was trained.
+        diagnostics: the notes of the training diagnosis (`kfit.diagnosis.Diagnostic`, in
+            the order printed); empty at `verbose=0` or with `fit(diagnose=False)`.
 
     Example:
         >>> history = model.fit(x, y, epochs=3)
@@ -42,6 +46,7 @@ class History(Callback):
         super().__init__()
         self.history: dict[str, list[Any]] = {}
         self.epoch: list[int] = []
+        self.diagnostics: list[Diagnostic] = []
         # The epochs each key was logged at: `val_` keys skip epochs under `validation_freq`,
         # and a callback may start logging a key part-way.
         self._key_epochs: dict[str, list[int]] = {}

@@ -13,11 +13,12 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from kfit import distributed, saving
+from kfit import distributed, lr_finder, saving
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
 from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
+from kfit.diagnosis import Diagnostic
 from kfit.history import History
 from kfit.loss_terms import LossTerms
 from kfit.precision import Precision
@@ -403,6 +404,7 @@ class Model(Trainer, nn.Module):
                 "history": history.history,
                 "epoch": history.epoch,
                 "key_epochs": history._key_epochs,  # which epochs each key was logged at
+                "diagnostics": [note.as_dict() for note in history.diagnostics],
                 "params": {
                     k: v
                     for k, v in history.params.items()
@@ -447,11 +449,51 @@ class Model(Trainer, nn.Module):
             history.epoch = state["history"]["epoch"]
             history.params = state["history"]["params"]
             history._key_epochs = state["history"].get("key_epochs", {})
+            history.diagnostics = [Diagnostic(**d) for d in state["history"].get("diagnostics", [])]
             history.set_model(self)
             self.history = history
         if state.get("grad_scaler") and self._precision.scaler is not None:
             self._precision.scaler.load_state_dict(state["grad_scaler"])
         saving.set_rng_state(state["rng"])
+
+    # ------------------------------------------------------------------ lr_find
+
+    def lr_find(
+        self,
+        x: Any = None,
+        y: Any = None,
+        *,
+        batch_size: int | None = None,
+        sample_weight: Any = None,
+        start_lr: float = 1e-7,
+        end_lr: float = 10.0,
+        num_steps: int = 100,
+        smoothing: float = 0.98,
+        diverge_threshold: float | None = 4.0,
+        plot: bool = True,
+        verbose: int | str = "auto",
+    ) -> lr_finder.LRFinderResult:
+        """The learning-rate range test; weights and optimizer state are restored afterwards.
+
+        See `kfit.lr_finder.lr_find` for the arguments. Not in Keras.
+
+        Returns:
+            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr`, `plot()`.
+        """
+        return lr_finder.lr_find(
+            self,
+            x,
+            y,
+            batch_size=batch_size,
+            sample_weight=sample_weight,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            num_steps=num_steps,
+            smoothing=smoothing,
+            diverge_threshold=diverge_threshold,
+            plot=plot,
+            verbose=verbose,
+        )
 
     # ------------------------------------------------------------------ properties
 

@@ -26,6 +26,7 @@ from kfit.callbacks.callback_list import CallbackList, RunningLogs
 from kfit.callbacks.progbar_logger import ProgbarLogger
 from kfit.callbacks.torch_scheduler import as_callback
 from kfit.data import ArrayData, IterableData, batch_size_of
+from kfit.diagnosis import TrainingDiagnosis
 from kfit.history import History
 
 
@@ -368,6 +369,7 @@ class Trainer:
         validation_steps: int | None = None,
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
+        diagnose: bool = True,
     ) -> History:
         """Trains the model for `epochs` epochs (Keras 3's signature and semantics).
 
@@ -391,6 +393,9 @@ class Trainer:
             validation_steps: steps per validation (default: the whole validation data).
             validation_batch_size: batch size for validation (default `batch_size`).
             validation_freq: validate every `k` epochs, or at the listed (1-based) epochs.
+            diagnose: at `verbose >= 1`, print a short note under the epoch line when the
+                loss rises, turns NaN, flattens from the start or over-fits (see
+                `kfit.diagnosis`); notes are kept in `History.diagnostics`. Not in Keras.
 
         Returns:
             A `History`, also kept as `model.history`.
@@ -417,6 +422,8 @@ class Trainer:
             raise ValueError(f"`validation_freq` must be >= 1; got {validation_freq}.")
         if not isinstance(shuffle, bool):
             raise ValueError(f"`shuffle` must be True or False; got {shuffle!r}.")
+        if not isinstance(diagnose, bool):
+            raise ValueError(f"`diagnose` must be True or False; got {diagnose!r}.")
         if (
             isinstance(validation_split, bool)
             or not isinstance(validation_split, int | float)
@@ -467,7 +474,13 @@ class Trainer:
         if self._lr_scheduler_callback is not None:
             user_callbacks.append(self._lr_scheduler_callback)
         callback_list = CallbackList(
-            [*user_callbacks, history, *([ProgbarLogger()] if verbose else [])],
+            [
+                *user_callbacks,
+                history,
+                *([ProgbarLogger()] if verbose else []),
+                # Last, so that its notes print under the epoch line (issue 9).
+                *([TrainingDiagnosis(user_callbacks)] if verbose and diagnose else []),
+            ],
             self,
             {"verbose": verbose_arg, "epochs": epochs, "steps": steps},
         )

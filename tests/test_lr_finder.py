@@ -1,0 +1,407 @@
+"""`Model.lr_find`: the learning-rate range test, its suggestion, and the state it restores."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import kfit
+from kfit.lr_finder import LRFinderResult
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _problem(n: int = 256, seed: int = 0):
+    """A smooth regression a small MLP learns well: y = tanh(x . w) + a little noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    w = rng.normal(size=(8, 1)).astype(np.float32)
+    return x, (np.tanh(x @ w) + 0.05 * rng.normal(size=(n, 1))).astype(np.float32)
+
+
+def _mlp(optimizer, dropout: float = 0.0) -> kfit.Model:
+    torch.manual_seed(0)
+    model = kfit.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 1))
+    model.compile(optimizer=optimizer, loss="mse", device="cpu")
+    return model
+
+
+def _state(model: kfit.Model):
+    return copy.deepcopy(model.state_dict()), copy.deepcopy(model.optimizer.state_dict())
+
+
+def _assert_same_tree(a, b, path="") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _assert_same_tree(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_tree(x, y, f"{path}/{i}")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype, path
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster, and steady on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- restoring
+
+
+def test_lr_find_leaves_weights_and_optimizer_state_bit_identical():
+    x, y = _problem(n=128)
+    model = _mlp(kfit.optimizers.Adam(learning_rate=1e-3), dropout=0.2)
+    model.fit(x, y, epochs=1, verbose=0)  # Adam now has moments and a step count
+    model.module[2].eval()  # one submodule in eval mode, the rest in train mode
+    history, epochs = model.history, model.epochs_completed
+    weights, optimizer_state = _state(model)
+
+    result = model.lr_find(x, y, num_steps=30, plot=False, verbose=0)
+
+    assert len(result.lrs) > 1  # it trained
+    _assert_same_tree(model.state_dict(), weights)
+    _assert_same_tree(model.optimizer.state_dict(), optimizer_state)
+    assert model.optimizer.param_groups[0]["lr"] == 1e-3
+    assert model.training
+    assert model.module[0].training
+    assert not model.module[2].training
+    assert model.history is history
+    assert model.epochs_completed == epochs
+
+
+def test_lr_find_restores_the_random_generators():
+    x, y = _problem(n=64)
+    model = _mlp("sgd", dropout=0.5)
+    torch.manual_seed(7)
+    np.random.seed(7)
+    random.seed(7)
+    expected = (torch.rand(3), np.random.rand(), random.random())
+
+    torch.manual_seed(7)
+    np.random.seed(7)
+    random.seed(7)
+    model.lr_find(x, y, num_steps=10, plot=False, verbose=0)  # shuffles and draws dropout masks
+
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.random.rand() == expected[1]
+    assert random.random() == expected[2]
+
+
+def test_training_after_lr_find_is_as_without_it():
+    x, y = _problem(n=128)
+    plain = _mlp("adam")
+    torch.manual_seed(1)
+    expected = plain.fit(x, y, epochs=2, verbose=0).history["loss"]
+
+    model = _mlp("adam")
+    torch.manual_seed(1)
+    model.lr_find(x, y, num_steps=20, plot=False, verbose=0)
+
+    assert model.fit(x, y, epochs=2, verbose=0).history["loss"] == expected
+
+
+def test_lr_find_restores_the_state_when_a_step_raises():
+    x, y = _problem(n=64)
+
+    class Failing(kfit.Model):
+        def __init__(self):
+            super().__init__(nn.Linear(8, 1))
+            self.steps = 0
+
+        def train_step(self, batch):
+            self.steps += 1
+            if self.steps == 4:
+                raise RuntimeError("boom")
+            super().train_step(batch)
+
+    torch.manual_seed(0)
+    model = Failing()
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    weights, optimizer_state = _state(model)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        model.lr_find(x, y, num_steps=10, plot=False, verbose=0)
+
+    _assert_same_tree(model.state_dict(), weights)
+    _assert_same_tree(model.optimizer.state_dict(), optimizer_state)
+
+
+# --------------------------------------------------------------------------- the suggestion
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda lr: kfit.optimizers.SGD(learning_rate=lr),
+        lambda lr: kfit.optimizers.Adam(learning_rate=lr),
+    ],
+    ids=["sgd", "adam"],
+)
+def test_suggestion_is_within_a_decade_of_the_best_rate_and_trains_well(make_optimizer):
+    x, y = _problem()
+    result = _mlp(make_optimizer(1e-3)).lr_find(x, y, plot=False, verbose=0)
+    assert result.suggested_lr is not None
+
+    def final_loss(lr: float) -> float:
+        history = _mlp(make_optimizer(lr)).fit(x, y, epochs=4, batch_size=32, verbose=0)
+        return history.history["loss"][-1]
+
+    grid = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]
+    losses = [final_loss(lr) for lr in grid]
+    best = grid[int(np.nanargmin(losses))]
+    assert abs(math.log10(result.suggested_lr / best)) <= 1.0
+
+    initial = _mlp(make_optimizer(1e-3)).evaluate(x, y, verbose=0)
+    assert final_loss(result.suggested_lr) < 0.25 * initial
+
+
+# --------------------------------------------------------------------------- the curve
+
+
+def test_learning_rates_grow_exponentially_from_start_to_end():
+    x, y = _problem(n=64)
+    result = _mlp("sgd").lr_find(
+        x, y, start_lr=1e-5, end_lr=1e-2, num_steps=16, diverge_threshold=None, plot=False,
+        verbose=0,
+    )  # fmt: skip
+
+    assert len(result.lrs) == 16  # 2 batches of 32, cycled
+    assert result.lrs[0] == pytest.approx(1e-5)
+    assert result.lrs[-1] == pytest.approx(1e-2)
+    np.testing.assert_allclose(np.diff(np.log(result.lrs)), math.log(1e3) / 15)
+    assert result.diverged is False
+
+
+def test_losses_are_the_bias_corrected_moving_average_of_the_step_losses():
+    x, y = _problem(n=64)
+    result = _mlp("sgd").lr_find(x, y, num_steps=12, smoothing=0.9, plot=False, verbose=0)
+
+    average, expected = 0.0, []
+    for step, loss in enumerate(result.raw_losses):
+        average = 0.9 * average + 0.1 * loss
+        expected.append(average / (1 - 0.9 ** (step + 1)))
+    np.testing.assert_allclose(result.losses, expected, rtol=1e-12)
+
+
+def test_raw_losses_are_each_steps_own_loss():
+    x, y = _problem(n=32)
+    model = _mlp("sgd")
+    expected = model.evaluate(x, y, batch_size=32, verbose=0)  # weights before any step
+    result = model.lr_find(x, y, batch_size=32, num_steps=3, plot=False, verbose=0)
+
+    assert result.raw_losses[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_test_stops_when_the_loss_diverges():
+    x, y = _problem()
+    result = _mlp("sgd").lr_find(x, y, end_lr=100.0, plot=False, verbose=0)
+
+    assert result.diverged is True
+    assert len(result.lrs) < 100
+    last = result.losses[-1]
+    assert not math.isfinite(last) or last > 4.0 * min(result.losses[:-1])
+    assert all(v <= 4.0 * min(result.losses[: i + 1]) for i, v in enumerate(result.losses[:-1]))
+
+
+def test_the_update_goes_through_train_step_with_clipping():
+    x, y = _problem(n=64)
+    seen = []
+
+    class Recording(kfit.Model):
+        def train_step(self, batch):
+            seen.append(self.optimizer.param_groups[0]["lr"])
+            super().train_step(batch)
+
+    torch.manual_seed(0)
+    model = Recording(nn.Linear(8, 1))
+    model.compile(optimizer=kfit.optimizers.SGD(learning_rate=0.1, clipnorm=1e-3), loss="mse")
+    result = model.lr_find(x, y, num_steps=8, end_lr=1.0, plot=False, verbose=0)
+
+    assert seen == result.lrs
+    # Clipped to 1e-3 per tensor, each step moves a weight by at most lr * 1e-3: no divergence.
+    assert result.diverged is False
+
+
+def test_parameter_groups_keep_their_ratio():
+    x, y = _problem(n=64)
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
+    optimizer = torch.optim.SGD(
+        [{"params": module[0].parameters(), "lr": 0.1}, {"params": module[2].parameters()}],
+        lr=0.01,
+    )
+    seen = []
+
+    class Recording(kfit.Model):
+        def train_step(self, batch):
+            seen.append([group["lr"] for group in self.optimizer.param_groups])
+            super().train_step(batch)
+
+    model = Recording(module)
+    model.compile(optimizer=optimizer, loss="mse")
+    model.lr_find(x, y, num_steps=5, plot=False, verbose=0)
+
+    assert all(first == pytest.approx(10 * second) for first, second in seen)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.01]
+
+
+def test_verbose_prints_the_suggestion(capsys):
+    x, y = _problem(n=64)
+    result = _mlp("sgd").lr_find(x, y, num_steps=30, plot=False, verbose=2)
+
+    out = capsys.readouterr().out
+    assert out.startswith("lr_find: ")
+    assert f"suggested learning rate: {result.suggested_lr:.3g}." in out
+
+
+# --------------------------------------------------------------------------- suggestion rules
+
+
+def _result(losses, lrs=None) -> LRFinderResult:
+    lrs = lrs or [10.0 ** (-6 + i * 0.25) for i in range(len(losses))]
+    return LRFinderResult(lrs, list(losses), list(losses), diverged=False)
+
+
+def test_suggestion_is_the_steepest_descent_against_log_lr():
+    # Flat, then the fastest fall between points 14 and 15, then a slower fall and a rise.
+    losses = [1.0] * 12 + [0.98, 0.95, 0.9, 0.6, 0.5, 0.45, 0.44, 0.6, 2.0]
+    result = _result(losses)
+
+    slopes = np.gradient(losses[10:-1], np.log10(result.lrs[10:-1]))
+    assert result.suggested_lr == result.lrs[10 + int(np.argmin(slopes))]
+    assert result.suggested_lr == result.lrs[15]
+
+
+def test_no_suggestion_when_the_loss_never_falls():
+    assert _result([1.0 + 0.01 * i for i in range(30)]).suggested_lr is None
+
+
+def test_no_suggestion_from_too_few_points():
+    assert _result([1.0, 0.9, 0.8, 0.7]).suggested_lr is None
+    assert _result([1.0, 0.9, 0.8, 0.7]).suggestion(skip_begin=0, skip_end=0) is not None
+
+
+def test_non_finite_points_are_left_out():
+    losses = [1.0] * 12 + [0.9, 0.8, math.nan, 0.3, 0.25, 0.2, 1.0]
+    result = _result(losses)
+
+    assert result.suggested_lr is not None
+    assert math.isfinite(result.losses[result.lrs.index(result.suggested_lr)])
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def test_plot_draws_the_curve_and_marks_the_suggestion():
+    x, y = _problem(n=64)
+    before = plt.get_fignums()
+    result = _mlp("sgd").lr_find(x, y, num_steps=40, verbose=0)  # plot=True by default
+
+    (new,) = set(plt.get_fignums()) - set(before)
+    ax = plt.figure(new).axes[0]
+    curve, marker = ax.lines
+    assert list(curve.get_xdata()) == result.lrs
+    assert list(marker.get_xdata()) == [result.suggested_lr]
+    assert ax.get_xscale() == "log"
+    plt.close("all")
+
+
+def test_plot_on_given_axes():
+    figure, ax = plt.subplots()
+    result = _result([1.0] * 12 + [0.9, 0.5, 0.4, 0.39, 1.0])
+    assert result.plot(ax=ax, suggest=False) is ax
+    assert len(ax.lines) == 1
+    plt.close(figure)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"start_lr": 0}, r"`start_lr` must be a positive number; got 0"),
+        ({"end_lr": -1.0}, r"`end_lr` must be a positive number; got -1.0"),
+        ({"start_lr": 1.0, "end_lr": 0.1}, r"`end_lr` must be greater than `start_lr`"),
+        ({"num_steps": 1}, r"`num_steps` must be an integer >= 2; got 1"),
+        ({"num_steps": 10.0}, r"`num_steps` must be an integer >= 2; got 10.0"),
+        ({"batch_size": 0}, r"`batch_size` must be an integer >= 1; got 0"),
+        ({"smoothing": 1.0}, r"`smoothing` must be in \[0, 1\); got 1.0"),
+        ({"diverge_threshold": 1.0}, r"`diverge_threshold` must be > 1 \(or None\); got 1.0"),
+        ({"verbose": 3}, r"`verbose` must be 'auto', 0, 1 or 2; got 3"),
+    ],
+)
+def test_bad_arguments_raise_before_any_change(kwargs, message):
+    x, y = _problem(n=32)
+    model = _mlp("sgd")
+    weights, optimizer_state = _state(model)
+
+    with pytest.raises(ValueError, match=message):
+        model.lr_find(x, y, plot=False, **kwargs)
+
+    _assert_same_tree(model.state_dict(), weights)
+    _assert_same_tree(model.optimizer.state_dict(), optimizer_state)
+
+
+def test_lr_find_needs_compile():
+    model = kfit.Sequential(nn.Linear(8, 1))
+    x, y = _problem(n=8)
+    with pytest.raises(ValueError, match=r"You must call compile\(\) before lr_find\(\)"):
+        model.lr_find(x, y)
+
+
+def test_mismatched_shapes_fail_before_any_step():
+    x, y = _problem(n=32)
+    model = _mlp("sgd")
+    weights, _ = _state(model)
+
+    with pytest.raises(ValueError, match="shape"):
+        model.lr_find(x, np.zeros((32, 3), np.float32), plot=False, verbose=0)
+
+    _assert_same_tree(model.state_dict(), weights)
+
+
+def test_lr_find_takes_a_data_loader():
+    x, y = _problem(n=64)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=16
+    )
+    model = _mlp("sgd")
+    weights, _ = _state(model)
+    result = model.lr_find(loader, num_steps=10, end_lr=1e-2, plot=False, verbose=0)
+
+    assert len(result.lrs) == 10  # 4 batches, cycled
+    _assert_same_tree(model.state_dict(), weights)
+
+
+def test_lr_find_on_lazy_modules_builds_them_and_restores_the_rest():
+    x, y = _problem(n=64)
+    torch.manual_seed(0)
+    model = kfit.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 1))
+    model.compile(optimizer="adam", loss="mse", device="cpu")
+    result = model.lr_find(x, y, num_steps=10, plot=False, verbose=0)
+    weights, optimizer_state = _state(model)
+
+    assert len(result.lrs) == 10
+    assert optimizer_state["state"] == {}  # as fresh as before: no step counted
+    model.lr_find(x, y, num_steps=10, plot=False, verbose=0)
+    _assert_same_tree(model.state_dict(), weights)
+    _assert_same_tree(model.optimizer.state_dict(), optimizer_state)
