@@ -8,6 +8,7 @@ the first batch's `y_true` and `y_pred` by Keras's rule.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -230,6 +231,22 @@ class CompiledLoss:
                 for slot, _, _ in terms
             }
         self.slots, self.terms, self.built = slots, terms, True
+        self._fused_mean = self._find_fused_mean()
+
+    def _find_fused_mean(self) -> Callable[..., torch.Tensor | None] | None:
+        """The one-call batch mean of a single unweighted output's loss, if it has one."""
+        if len(self.slots) != 1 or len(self.terms) != 1 or self.terms[0][2] != 1.0:
+            return None
+        fn = self.terms[0][1].fn
+        if not isinstance(fn, losses_module.LossFunctionWrapper) or fn.reduction not in (
+            "sum_over_batch_size",
+            "mean",
+        ):
+            return None
+        batch_mean = losses_module._BATCH_MEANS.get(fn.fn)
+        if batch_mean is None:
+            return None
+        return functools.partial(batch_mean, **fn.fn_kwargs) if fn.fn_kwargs else batch_mean
 
     def _weights(self, slots: list[OutputSlot]) -> list[float]:
         weights = self._loss_weights
@@ -250,10 +267,16 @@ class CompiledLoss:
         self.slots: list[OutputSlot] = []
         self.terms: list[tuple[OutputSlot, OutputLoss, float]] = []
         self.trackers: dict[str, LossTracker] = {}
+        self._fused_mean: Callable[..., torch.Tensor | None] | None = None
         self.built = False
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any) -> torch.Tensor | None:
         """The weighted total over the outputs (None when no output has a loss)."""
+        fused = self._fused_mean
+        if fused is not None and sample_weight is None and isinstance(y_true, torch.Tensor):
+            loss = fused(y_true, y_pred)  # the common case, with no layers in between
+            if loss is not None:
+                return loss
         if len(self.slots) == 1 and self.terms:  # one output: no per-output bookkeeping
             slot, output_loss, weight = self.terms[0]
             if not isinstance(y_true, torch.Tensor):

@@ -209,7 +209,7 @@ class Trainer:
             if not compiled.built:
                 compiled.build(y, y_pred)
             loss = compiled(y, y_pred, sample_weight)
-        if self._loss_terms:
+        if self._loss_terms.functions or self._loss_terms.pending:
             terms = self._loss_terms.values(self._log_keys)
             self._loss_terms.track(terms, batch_size_of(y_pred if x is None else x))
             for value in terms.values():
@@ -230,7 +230,9 @@ class Trainer:
         schedule, `gradient_accumulation_steps`) applied in between, and the loss scaled for
         `precision='16-mixed'`.
         """
-        optimizer = self._optimizer_for_step()
+        optimizer = self.optimizer
+        if optimizer is None:  # lazy modules: built once their parameters exist
+            optimizer = self._optimizer_for_step()
         scaler = self._precision.scaler  # precision='16-mixed' only
         if self._step_controls is not None:
             self._step_controls.step(optimizer, loss, scaler)
