@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
 
 GPU_WORKLOADS = ("mnist", "cnn", "lstm", "resnet18")
-# (process pairs per contender, timed fits per process)
+# (rounds, timed fits per process)
 DEFAULT_REPEATS = {"mnist": (3, 3), "cnn": (3, 3), "lstm": (3, 3), "resnet18": (3, 2)}
 
 
@@ -54,9 +54,7 @@ def main() -> None:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workload", choices=[*GPU_WORKLOADS, "all"], default="all")
-    parser.add_argument(
-        "--repeats", type=int, default=None, help="process pairs per contender (default: table)"
-    )
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default: table)")
     parser.add_argument(
         "--fits", type=int, default=None, help="timed fits per process (default: table)"
     )
@@ -89,11 +87,11 @@ def main() -> None:
     for key in keys:
         repeats, fits = DEFAULT_REPEATS[key]
         repeats, fits = args.repeats or repeats, args.fits or fits
-        rows = peers.benchmark(
+        table = peers.benchmark(
             key, contenders, repeats, fits, args.device, args.smoke, args.threads
         )
-        print(f"\n{repeats} process pairs per contender, {fits} timed fit(s) per process")
-        print(peers.format_table(peers.make_workload(key, args.smoke), rows, args.device))
+        print(f"\n{repeats} round(s), {fits} timed fit(s) per process")
+        print(peers.format_table(table, args.device), flush=True)
 
 
 if __name__ == "__main__":

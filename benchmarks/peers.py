@@ -103,7 +103,7 @@ REQUIRES = {
     "torchkeras": ("torchkeras", "accelerate", "torchmetrics"),
 }
 CPU_WORKLOADS = ("small", "mnist", "cnn", "lstm")
-# Default (process pairs per contender, timed fits per process), chosen to keep the whole
+# Default (rounds, timed fits per process), chosen to keep the whole
 # default CPU run near ten minutes on a 2-core machine.
 DEFAULT_REPEATS = {
     "small": (2, 2),
@@ -683,6 +683,23 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB.
+
+    On Linux this is `VmHWM`, the high-water mark of the process's own address space:
+    `getrusage(RUSAGE_SELF).ru_maxrss` of a child process also counts the parent's resident
+    size when it forked (the kernel carries it across exec), which would hide the child's own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, else KiB
+    return maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
 def child(
     contender: str, key: str, device: str, smoke: bool, check: bool, fits: int
 ) -> dict[str, Any]:
@@ -722,7 +739,9 @@ def child(
     return {
         "seconds": seconds,
         "import_seconds": import_seconds,
-        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mib": peak_rss_mib(),
+        "workload": w.name,
+        "steps": w.steps,
         "initial_loss": initial_loss,
         "final_loss": final_loss,
     }
@@ -783,6 +802,15 @@ class Row:
         return min(self.seconds) / min(self.fast_seconds)
 
 
+@dataclass
+class Table:
+    """A workload's results: its description, steps per fit, and one row per contender."""
+
+    workload: str
+    steps: int
+    rows: list[Row]
+
+
 def benchmark(
     key: str,
     contenders: list[str],
@@ -791,19 +819,21 @@ def benchmark(
     device: str = "cpu",
     smoke: bool = False,
     threads: int | None = None,
-) -> list[Row]:
+) -> Table:
     """Fresh processes alternating fast loop / contender for one workload, `repeats` rounds.
 
     A round runs `fast, c1, fast, c2, ..., fast, cN, fast` (the contenders' order rotates from
     round to round), so every contender's process sits between two fast-loop processes; its
     paired ratio is its median fit over the mean of theirs. Each process times `fits` fits
-    after its warm-up.
+    after its warm-up. The workload's data is made only in the child processes.
     """
     others = [c for c in contenders if c != "fast"]
     rows = {c: Row(c, [], [], [], [], []) for c in ["fast", *others]}
+    table = Table("", 0, list(rows.values()))
 
     def run(contender: str) -> list[float]:
         got = run_child(contender, key, device, smoke, threads=threads, fits=fits)
+        table.workload, table.steps = got["workload"], got["steps"]
         row = rows[contender]
         row.seconds += got["seconds"]
         row.rss_mib.append(got["rss_mib"])
@@ -822,20 +852,20 @@ def benchmark(
             before = after
     fast = rows["fast"]
     fast.paired, fast.fast_seconds = [1.0], list(fast.seconds)
-    return list(rows.values())
+    return table
 
 
-def format_table(w: Workload, rows: list[Row], device: str) -> str:
+def format_table(table: Table, device: str) -> str:
     """The workload's results as a markdown table."""
     lines = [
-        f"{w.name} on {device}, {w.steps} steps",
+        f"{table.workload} on {device}, {table.steps} steps",
         "",
         "| contender | fit s (median) | ms/step | paired ratio | best ratio | RSS MiB | import s |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in table.rows:
         lines.append(
-            f"| {r.contender} | {r.median:.3f} | {1000 * r.median / w.steps:.2f} "
+            f"| {r.contender} | {r.median:.3f} | {1000 * r.median / table.steps:.2f} "
             f"| {r.paired_ratio:.2f} | {r.best_ratio:.2f} | {statistics.median(r.rss_mib):.0f} "
             f"| {statistics.median(r.import_seconds):.2f} |"
         )
@@ -846,15 +876,17 @@ def check(keys: list[str], contenders: list[str], device: str, smoke: bool, thre
     """One run of each contender: prints initial and final full-data loss; False if one fails."""
     ok = True
     for key in keys:
-        print(make_workload(key, smoke).name)
-        for contender in contenders:
+        for i, contender in enumerate(contenders):
             got = run_child(contender, key, device, smoke, check=True, threads=threads)
+            if i == 0:
+                print(got["workload"])
             trained = got["final_loss"] < got["initial_loss"]
             ok &= trained
             print(
                 f"  {contender:<11} initial loss {got['initial_loss']:.5f}  final loss "
                 f"{got['final_loss']:.5f}  {'trained' if trained else 'DID NOT TRAIN'}  "
-                f"fit {got['seconds'][0]:.2f} s"
+                f"fit {got['seconds'][0]:.2f} s  peak RSS {got['rss_mib']:.0f} MiB",
+                flush=True,
             )
     return ok
 
@@ -884,9 +916,7 @@ def main() -> None:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workload", choices=[*DEFAULT_REPEATS, "all"], default="all")
-    parser.add_argument(
-        "--repeats", type=int, default=None, help="process pairs per contender (default: table)"
-    )
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default: table)")
     parser.add_argument(
         "--fits", type=int, default=None, help="timed fits per process (default: table)"
     )
@@ -915,12 +945,12 @@ def main() -> None:
     for key in keys:
         repeats, fits = DEFAULT_REPEATS[key]
         repeats, fits = args.repeats or repeats, args.fits or fits
-        rows = benchmark(key, contenders, repeats, fits, args.device, args.smoke, args.threads)
+        table = benchmark(key, contenders, repeats, fits, args.device, args.smoke, args.threads)
         print(
-            f"\n{repeats} process pairs per contender, {fits} timed fit(s) per process; "
+            f"\n{repeats} round(s), {fits} timed fit(s) per process; "
             + machine_line(args.device, args.threads)
         )
-        print(format_table(make_workload(key, args.smoke), rows, args.device), flush=True)
+        print(format_table(table, args.device), flush=True)
 
 
 if __name__ == "__main__":
