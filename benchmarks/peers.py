@@ -231,16 +231,27 @@ class Workload:
         return int(self.y.max()) + 1 if self.kind == "classification" else 0
 
 
-def _labels(features: np.ndarray, rng: np.random.Generator, classes: int = 10) -> np.ndarray:
-    """Learnable labels: the argmax of a fixed random projection of some features."""
+def _labels(
+    features: np.ndarray, rng: np.random.Generator, center: float | np.ndarray = 0.0
+) -> np.ndarray:
+    """Learnable labels: the argmax of a fixed random projection of the centred features.
+
+    Computed a block of rows at a time, so that making the labels does not raise the
+    process's peak memory above what the data itself takes.
+    """
     flat = features.reshape(len(features), -1)
-    return (flat @ rng.normal(size=(flat.shape[1], classes))).argmax(1).astype(np.int64)
+    center = np.reshape(center, -1) if np.ndim(center) else center
+    projection = rng.normal(size=(flat.shape[1], 10))
+    blocks = [
+        (block - center) @ projection for block in np.array_split(flat, -(-len(flat) // 4096))
+    ]
+    return np.concatenate(blocks).argmax(1).astype(np.int64)
 
 
 def _images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     x = rng.random((n, 3, 32, 32), dtype=np.float32)
     pooled = x.reshape(n, 3, 4, 8, 4, 8).mean((3, 5))  # 3x4x4 coarse image
-    return x, _labels(pooled - pooled.mean(0), rng)
+    return x, _labels(pooled, rng, pooled.mean(0))
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -271,7 +282,7 @@ def make_workload(key: str, smoke: bool = False) -> Workload:
         n = 512 if smoke else 48_000
         x = rng.random((n, 784), dtype=np.float32)
         build = lambda: _mlp([784, 128, 10])  # noqa: E731
-        return Workload(key, f"MLP {n}x784", x, _labels(x - 0.5, rng), build, "classification",
+        return Workload(key, f"MLP {n}x784", x, _labels(x, rng, 0.5), build, "classification",
                         128, 2)  # fmt: skip
     if key == "cnn":
         n = 256 if smoke else 10_000
