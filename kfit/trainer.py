@@ -102,6 +102,12 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _to_float32(tensor: Any) -> Any:
+    if isinstance(tensor, torch.Tensor) and tensor.dtype in (torch.float16, torch.bfloat16):
+        return tensor.float()
+    return tensor
+
+
 def _to_channels_last(tensor: Any) -> Any:
     if isinstance(tensor, torch.Tensor) and tensor.dim() == 4 and tensor.is_floating_point():
         return tensor.contiguous(memory_format=torch.channels_last)
@@ -249,7 +255,12 @@ class Trainer:
     def update_metrics(
         self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any, batch_size: int
     ) -> None:
-        """Adds one batch to the epoch's loss and compiled metrics (on the device)."""
+        """Adds one batch to the epoch's loss and compiled metrics (on the device).
+
+        Under mixed precision the half-precision outputs are measured in float32.
+        """
+        if self._precision.dtype is not None:
+            y_pred = data_module.map_tree(_to_float32, y_pred)
         with torch.no_grad():  # a `with`, not the decorator: cheaper on every step
             self._loss_tracker.update(loss, batch_size)
             compiled = self._compiled_metrics

@@ -153,3 +153,13 @@ def test_channels_last_converts_weights_and_inputs_and_trains_like_the_default_l
 def test_channels_last_must_be_a_bool():
     with pytest.raises(TypeError, match="`channels_last` must be True or False"):
         kfit.Model(_mlp()).compile(loss="mse", channels_last="yes")
+
+
+def test_metrics_of_half_precision_outputs_are_accumulated_in_float32():
+    x, y = _data(256)
+    model = kfit.Model(_mlp())
+    model.compile(loss="mse", metrics=["mae"], precision="bf16-mixed", device="cpu")
+    logs = model.evaluate(x, y, batch_size=256, verbose=0, return_dict=True)
+    predictions = model.predict(x, batch_size=256, verbose=0)  # bf16 outputs, as float32
+    expected = np.abs(predictions.astype(np.float64) - y).mean()
+    assert logs["mae"] == pytest.approx(expected, rel=1e-6)  # bf16 sums would be ~1e-2 off
