@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,46 @@ def keras() -> Any:
     if module.backend.backend() != "torch":
         pytest.skip(f"needs KERAS_BACKEND=torch; got {module.backend.backend()!r}")
     return module
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: tiny models run fastest and steadiest that way
+    on a busy two-core machine (two threads spin against each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class ReadCounter:
+    """Counts calls of the tensor methods that read device values to the host.
+
+    Reads made by torch.optim itself are left out: PyTorch keeps Adam's step count on the host
+    (unless `capturable=True`), so its `.item()` there is no device sync.
+    """
+
+    METHODS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.calls: list[str] = []
+        for name in self.METHODS:
+            original = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, self._counting(name, original))
+
+    def _counting(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(tensor, *args, **kwargs):
+            if f"torch{os.sep}optim" not in sys._getframe(1).f_code.co_filename:
+                self.calls.append(name)
+            return original(tensor, *args, **kwargs)
+
+        return wrapper
+
+
+@pytest.fixture
+def count_host_reads(monkeypatch: pytest.MonkeyPatch) -> Callable[[], ReadCounter]:
+    """Call it to start counting host reads; the counter's `calls` lists them."""
+    return lambda: ReadCounter(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

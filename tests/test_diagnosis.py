@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,8 @@ from torch import nn
 import kfit
 from kfit import progress
 from kfit.diagnosis import Diagnostic, TrainingDiagnosis
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 NOTE = "Diagnosis: "
 
@@ -46,15 +46,6 @@ def _notes(out: str) -> list[str]:
 
 def _sgd(lr: float, **kwargs) -> kfit.optimizers.SGD:
     return kfit.optimizers.SGD(learning_rate=lr, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and steady on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- learning rate too high
@@ -380,36 +371,16 @@ def test_a_saturated_sigmoid_stuck_after_getting_worse_suggests_from_logits():
 # --------------------------------------------------------------------------- cost and keeping
 
 
-class _ReadCounter:
-    """Counts the tensor methods that read device values to the host (see test_sync.py)."""
-
-    METHODS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch):
-        self.calls: list[str] = []
-        for name in self.METHODS:
-            original = getattr(torch.Tensor, name)
-            monkeypatch.setattr(torch.Tensor, name, self._counting(name, original))
-
-    def _counting(self, name, original):
-        def wrapper(tensor, *args, **kwargs):
-            if f"torch{os.sep}optim" not in sys._getframe(1).f_code.co_filename:
-                self.calls.append(name)
-            return original(tensor, *args, **kwargs)
-
-        return wrapper
-
-
 @pytest.mark.parametrize(
     ("loss", "head", "target"),
     [("mse", None, lambda y: y), ("binary_crossentropy", nn.Sigmoid(), lambda y: y > 0)],
 )
-def test_diagnosis_adds_no_host_read(monkeypatch, capsys, loss, head, target):
+def test_diagnosis_adds_no_host_read(count_host_reads, capsys, loss, head, target):
     x, y = _regression(n=96)
     y = target(y).astype(np.float32)
     model = _mlp("adam", loss=loss, head=head)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # the first batch settles the metrics
-    counter = _ReadCounter(monkeypatch)
+    counter = count_host_reads()
     model.fit(x, y, batch_size=16, epochs=4, verbose=2)
 
     assert counter.calls == ["tolist"] * 4  # fit's own read of the epoch values, nothing more
@@ -445,10 +416,10 @@ def test_each_fit_call_starts_a_fresh_diagnosis():
     assert callback.diagnostics == []
 
 
-def test_a_note_that_reads_values_reads_them_once(monkeypatch):
+def test_a_note_that_reads_values_reads_them_once(count_host_reads):
     x, y = _regression()
     model = _mlp(_sgd(50.0), loss="binary_crossentropy", head=nn.Sigmoid())
-    counter = _ReadCounter(monkeypatch)
+    counter = count_host_reads()
     history = model.fit(x, (y > 0).astype(np.float32), epochs=8, batch_size=32, verbose=2)
 
     assert [(d.kind, d.epoch) for d in history.diagnostics] == [("flat_loss", 3)]

@@ -18,6 +18,8 @@ from kfit.lr_finder import LRFinderResult
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _problem(n: int = 256, seed: int = 0):
     """A smooth regression a small MLP learns well: y = tanh(x . w) + a little noise."""
@@ -52,15 +54,6 @@ def _assert_same_tree(a, b, path="") -> None:
         assert torch.equal(a, b), path
     else:
         assert a == b, path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and steady on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- restoring

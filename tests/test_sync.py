@@ -7,40 +7,12 @@ the real check.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import kfit
-
-
-class _ReadCounter:
-    """Counts calls of the tensor methods that read device values to the host.
-
-    Reads made by torch.optim itself are left out: PyTorch keeps Adam's step count on the host
-    (unless `capturable=True`), so its `.item()` there is no device sync.
-    """
-
-    METHODS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch):
-        self.calls: list[str] = []
-        for name in self.METHODS:
-            original = getattr(torch.Tensor, name)
-            monkeypatch.setattr(torch.Tensor, name, self._counting(name, original))
-
-    def _counting(self, name, original):
-        def wrapper(tensor, *args, **kwargs):
-            caller = sys._getframe(1).f_code.co_filename
-            if f"torch{os.sep}optim" not in caller:
-                self.calls.append(name)
-            return original(tensor, *args, **kwargs)
-
-        return wrapper
 
 
 def _regression_data(n: int = 96):
@@ -68,26 +40,26 @@ def _compiled_model(**compile_kwargs) -> kfit.Model:
         },
     ],
 )
-def test_fit_reads_values_once_per_epoch_at_verbose_0(monkeypatch, compile_kwargs):
+def test_fit_reads_values_once_per_epoch_at_verbose_0(count_host_reads, compile_kwargs):
     x, y = _regression_data()
     model = _compiled_model(**compile_kwargs)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # first batch settles the metrics
-    counter = _ReadCounter(monkeypatch)
+    counter = count_host_reads()
     model.fit(x, y, batch_size=16, epochs=3, verbose=0)
     # 6 steps per epoch, 3 epochs: one read (a single tolist of all values) per epoch.
     assert counter.calls == ["tolist"] * 3
 
 
-def test_validation_adds_one_read_per_validated_epoch(monkeypatch):
+def test_validation_adds_one_read_per_validated_epoch(count_host_reads):
     x, y = _regression_data()
     model = _compiled_model(optimizer="sgd", loss="mse", metrics=["mae"])
     model.fit(x, y, epochs=1, verbose=0)
-    counter = _ReadCounter(monkeypatch)
+    counter = count_host_reads()
     model.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0)
     assert counter.calls == ["tolist"] * 4
 
 
-def test_batch_hooks_that_ignore_logs_cost_no_read(monkeypatch):
+def test_batch_hooks_that_ignore_logs_cost_no_read(count_host_reads):
     class CountBatches(kfit.callbacks.Callback):
         seen = 0
 
@@ -97,7 +69,7 @@ def test_batch_hooks_that_ignore_logs_cost_no_read(monkeypatch):
     x, y = _regression_data()
     model = _compiled_model(optimizer="sgd", loss="mse")
     model.fit(x, y, epochs=1, verbose=0)
-    counter = _ReadCounter(monkeypatch)
+    counter = count_host_reads()
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[CountBatches()])
     assert CountBatches.seen == 6
     assert counter.calls == ["tolist"]

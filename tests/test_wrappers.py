@@ -28,15 +28,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from kfit.wrappers import SKLearnClassifier, SKLearnRegressor  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The models here are tiny: one thread is fastest, and two threads spin against each
-    # other on a busy two-core machine (a fit then takes seconds instead of a tenth).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Build functions live at module level so that loky's worker processes can import them.
