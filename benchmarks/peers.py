@@ -729,9 +729,9 @@ def child(
     setup = SETUPS[contender]
     warm = min(len(w.x), WARMUP_BATCHES * w.batch_size)
     _seed_everything(2)
-    fit, _ = setup(w, device, w.x[:warm], w.y[:warm], 1)
+    fit, predict = setup(w, device, w.x[:warm], w.y[:warm], 1)
     fit()  # first-call costs: lazy imports, allocator, tracing, thread pools
-    del fit
+    del fit, predict
     gc.collect()  # frees the previous model now, even one held in a reference cycle
 
     seconds = []
