@@ -244,8 +244,8 @@ class CompiledLoss:
         ):
             return None
         batch_mean = losses_module._BATCH_MEANS.get(fn.fn)
-        if batch_mean is None:
-            return None
+        if batch_mean is None or (fn.fn in _PROBABILISTIC and not fn.from_logits):
+            return None  # no fused form (cross-entropies have one from logits only)
         return functools.partial(batch_mean, **fn.fn_kwargs) if fn.fn_kwargs else batch_mean
 
     def _weights(self, slots: list[OutputSlot]) -> list[float]:
@@ -268,6 +268,7 @@ class CompiledLoss:
         self.terms: list[tuple[OutputSlot, OutputLoss, float]] = []
         self.trackers: dict[str, LossTracker] = {}
         self._fused_mean: Callable[..., torch.Tensor | None] | None = None
+        self._weights_checked = False
         self.built = False
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any) -> torch.Tensor | None:
@@ -283,8 +284,9 @@ class CompiledLoss:
                 y_true, y_pred = select(y_true, slot), select(y_pred, slot)
             loss = output_loss(y_true, y_pred, select(sample_weight, slot))
             return loss if weight == 1.0 else loss * weight
-        if sample_weight is not None and not isinstance(sample_weight, torch.Tensor):
+        if not self._weights_checked and isinstance(sample_weight, Mapping | list | tuple):
             check_tree(sample_weight, self.slots, [s for s, _, _ in self.terms], "sample_weight")
+            self._weights_checked = True  # once: per-output weights keep their structure
         total = None
         batch_size = leaves(y_pred)[0].shape[0]
         for slot, output_loss, weight in self.terms:

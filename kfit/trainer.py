@@ -116,13 +116,7 @@ def _to_channels_last(tensor: Any) -> Any:
 
 def _to_numpy(tree: Any) -> Any:
     """Host copies as numpy; half-precision outputs (mixed precision) become float32."""
-
-    def convert(tensor: torch.Tensor) -> Any:
-        if tensor.dtype in (torch.float16, torch.bfloat16):
-            tensor = tensor.float()
-        return tensor.detach().cpu().numpy()
-
-    return data_module.map_tree(convert, tree)
+    return data_module.map_tree(lambda t: _to_float32(t).detach().cpu().numpy(), tree)
 
 
 class Trainer:

@@ -271,3 +271,18 @@ def test_a_data_set_yielding_targets_and_weights_per_output_equals_arrays():
     ]
     from_batches = _compiled(**settings).evaluate(iter(batches), verbose=0, return_dict=True)
     assert from_batches == pytest.approx(from_arrays)
+
+
+def test_sample_weight_naming_no_output_fails_before_training():
+    x, y_a, y_b, sample_weight = _data()
+    model = _compiled(loss={"out_a": "mse", "out_b": "sparse_categorical_crossentropy"})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"`sample_weight` has keys \['out_z'\]"):
+        model.fit(
+            x,
+            {"out_a": y_a, "out_b": y_b},
+            sample_weight={"out_z": sample_weight},
+            epochs=1,
+            verbose=0,
+        )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
