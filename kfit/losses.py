@@ -400,14 +400,37 @@ def tversky(
 # it does not cover, and the per-sample path runs instead.
 
 
+def _same_shape_loss(name: str, reduction: str) -> Callable[..., torch.Tensor]:
+    """`F.<name>(y_pred, y_true, reduction=...)` for inputs already of one shape and dtype.
+
+    `F.mse_loss` and `F.l1_loss` broadcast their inputs before the ATen op (two expand views
+    and two more backward nodes) and cost ~10 µs of Python per call on small tensors, which is
+    more than the kernel. After `match_shapes` there is nothing to broadcast, so the ATen op
+    (the same kernel, the same numbers) is called directly; the public function is the
+    fallback should torch move it.
+    """
+    aten_op = getattr(torch._C._nn, name, None)
+    if aten_op is None:
+        public = getattr(F, name)
+        return lambda y_pred, y_true: public(y_pred, y_true, reduction=reduction)
+    enum = {"mean": 1, "sum": 2}[reduction]  # torch.nn._reduction.get_enum
+    return lambda y_pred, y_true: aten_op(y_pred, y_true, enum)
+
+
+_mse_mean = _same_shape_loss("mse_loss", "mean")
+_l1_mean = _same_shape_loss("l1_loss", "mean")
+_mse_sum = _same_shape_loss("mse_loss", "sum")
+_l1_sum = _same_shape_loss("l1_loss", "sum")
+
+
 def _mse_batch_mean(y_true, y_pred):
     y_true, y_pred = match_shapes(y_true, y_pred, "mean_squared_error")
-    return F.mse_loss(y_pred, y_true)
+    return _mse_mean(y_pred, y_true)
 
 
 def _mae_batch_mean(y_true, y_pred):
     y_true, y_pred = match_shapes(y_true, y_pred, "mean_absolute_error")
-    return F.l1_loss(y_pred, y_true)
+    return _l1_mean(y_pred, y_true)
 
 
 def _bce_batch_mean(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):

@@ -551,3 +551,33 @@ def test_get_passes_callables_through_and_instantiates_classes():
 def test_get_rejects_non_callables_with_type_error():
     with pytest.raises(TypeError, match="int"):
         kl.get(3)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("shape", [(7, 1), (5, 3), (4, 2, 3)])
+def test_same_shape_losses_equal_torch_functional_in_value_and_gradient(name, reduction, shape):
+    # kfit calls the ATen op directly (no broadcast); it must be F's function exactly.
+    generator = torch.Generator().manual_seed(0)
+    y_true = torch.randn(shape, generator=generator, dtype=torch.float64)
+    fast_pred = torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True)
+    public_pred = fast_pred.detach().clone().requires_grad_()
+    fast = kl._same_shape_loss(name, reduction)(fast_pred, y_true)
+    public = getattr(torch.nn.functional, name)(public_pred, y_true, reduction=reduction)
+    torch.testing.assert_close(fast, public, rtol=0, atol=0)
+    fast.backward()
+    public.backward()
+    torch.testing.assert_close(fast_pred.grad, public_pred.grad, rtol=0, atol=0)
+
+
+def test_same_shape_loss_falls_back_to_the_public_function(monkeypatch):
+    # Should torch move the ATen binding, F.mse_loss is called with the same reduction.
+    monkeypatch.delattr(torch._C._nn, "mse_loss")
+    calls = []
+    monkeypatch.setattr(
+        torch.nn.functional, "mse_loss", lambda p, t, reduction: calls.append(reduction)
+    )
+    y_true, y_pred = torch.zeros(3, 1), torch.ones(3, 1)
+    kl._same_shape_loss("mse_loss", "mean")(y_pred, y_true)
+    kl._same_shape_loss("mse_loss", "sum")(y_pred, y_true)
+    assert calls == ["mean", "sum"]

@@ -557,6 +557,49 @@ def test_merge_state_combines_every_sample(metric_class, kind):
     torch.testing.assert_close(first.compute(), whole.compute())
 
 
+@pytest.mark.parametrize(
+    ("metric_class", "kind"),
+    [
+        (km.MeanAbsoluteError, "real"),
+        (km.TruePositives, "binary"),
+        (km.AUC, "binary"),
+        (km.R2Score, "real"),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_compute_equals_torchmetrics_own_compute_and_returns_a_copy(metric_class, kind):
+    # kfit computes directly outside torch.distributed; torchmetrics' wrapper is the reference.
+    rng = np.random.default_rng(19)
+    (true_a, pred_a), (true_b, pred_b) = _make(kind, rng, 6), _make(kind, rng, 5)
+    metric = metric_class()
+    metric.update(_torch(pred_a), _torch(true_a))
+    reference = torchmetrics.Metric._wrap_compute(metric, type(metric).compute.__get__(metric))
+    value = metric.compute()
+    torch.testing.assert_close(value, reference())
+    assert value.dim() == reference().dim()
+    kept = value.clone()
+    metric.update(_torch(pred_b), _torch(true_b))  # states change in place
+    torch.testing.assert_close(value, kept)  # the earlier result is a copy, not a state
+    assert metric.compute() is metric.compute()  # cached until the next update
+
+
+def test_compute_before_any_update_keeps_torchmetrics_warning():
+    with pytest.warns(UserWarning, match="called before the ``update`` method"):
+        km.Mean().compute()
+
+
+def test_reset_gives_fresh_zero_states_and_forgets_counts():
+    metric = km.Mean()
+    metric.update(torch.tensor([1.0, 3.0]))
+    held = metric.total
+    metric.reset()
+    assert held.item() == 4.0  # not zeroed in place: torchmetrics' forward relies on it
+    assert metric.total.item() == 0.0 and metric.count.item() == 0.0
+    assert metric._update_count == 0 and metric._host_count == 0
+    metric.update(torch.tensor([5.0]))
+    assert metric.compute().item() == 5.0
+
+
 # --------------------------------------------------------------------------- direction
 
 UP = [
