@@ -594,8 +594,10 @@ def test_reset_gives_fresh_zero_states_and_forgets_counts():
     held = metric.total
     metric.reset()
     assert held.item() == 4.0  # not zeroed in place: torchmetrics' forward relies on it
-    assert metric.total.item() == 0.0 and metric.count.item() == 0.0
-    assert metric._update_count == 0 and metric._host_count == 0
+    assert metric.total.item() == 0.0
+    assert metric.count.item() == 0.0
+    assert metric._update_count == 0
+    assert metric._host_count == 0
     metric.update(torch.tensor([5.0]))
     assert metric.compute().item() == 5.0
 
