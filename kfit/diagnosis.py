@@ -165,7 +165,7 @@ class TrainingDiagnosis(Callback):
         if not self._lrs and epoch != 0:
             self._fresh = False  # resumed (initial_epoch or BackupAndRestore)
         hint = _logits_hint(getattr(self.model, "_compiled_loss", None))
-        if hint is not None and getattr(self.model, "_jit_forward", None) is None:
+        if hint is not None and getattr(self.model, "_jit", None) is None:
             # One forward hook per epoch, removed by its first call: no cost on later steps.
             self._probe = self.model.register_forward_hook(self._record_range)
 

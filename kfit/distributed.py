@@ -500,9 +500,7 @@ class _DDPForward:
         wrapper = nn.parallel.DistributedDataParallel(
             model, device_ids=ids, output_device=ids[0] if ids else None, **_ddp_options
         )
-        if model.__dict__.get("_jit_forward") is not None:  # compile(jit_compile=True)
-            return torch.compile(wrapper)
-        return wrapper
+        return wrapper  # with jit_compile, called inside kfit.jit's compiled function
 
 
 def _wrapper_key(model: nn.Module) -> tuple[Any, ...]:

@@ -42,6 +42,8 @@ class History(Callback):
         >>> history.plot()  # doctest: +SKIP
     """
 
+    holds_model_weakly = True  # the model keeps it as `model.history`
+
     def __init__(self) -> None:
         super().__init__()
         self.history: dict[str, list[Any]] = {}

@@ -14,12 +14,14 @@ from torch.nn.parameter import UninitializedParameter
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from kfit import distributed, lr_finder, saving
+from kfit import jit as jit_module
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
 from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
 from kfit.diagnosis import Diagnostic
 from kfit.history import History
+from kfit.jit import Jit
 from kfit.loss_terms import LossTerms
 from kfit.precision import Precision
 from kfit.trainer import Trainer
@@ -135,7 +137,7 @@ class Model(Trainer, nn.Module):
         self._channels_last = False
         self._compiled_loss: CompiledLoss | None = None
         self._device: torch.device | None = None
-        self.__dict__["_jit_forward"] = None
+        self.__dict__["_jit"] = None  # compile(jit_compile=True): a kfit.jit.Jit
         self.stop_training = False
         self.history: Any = None
         #: Epochs trained so far (restored by `load`; `fit(initial_epoch=...)` resumes there).
@@ -218,7 +220,9 @@ class Model(Trainer, nn.Module):
                 dict `{output name: metric(s)}`; log keys become `{output}_{metric}`.
             weighted_metrics: metrics that take `sample_weight`/`class_weight` into account,
                 in the same forms.
-            jit_compile: run the forward pass through `torch.compile`.
+            jit_compile: run each step's forward pass and loss (and so their backward pass)
+                through `torch.compile`; warns and runs eagerly where that fails. See
+                `kfit.jit`.
             device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
                 then CPU.
             lr_scheduler: a `torch.optim.lr_scheduler` scheduler, a function
@@ -257,6 +261,8 @@ class Model(Trainer, nn.Module):
         self._device = target_device
         self._compiled_loss = compiled_loss
         self._compiled_metrics = compiled_metrics
+        if scheduler_callback is not None:
+            scheduler_callback.holds_model_weakly = True  # the model keeps it
         self._lr_scheduler_callback = scheduler_callback
         # Kept out of the module registry (like the compiled metrics): `model.apply`,
         # `children()` and `repr` show the user's layers only.
@@ -267,7 +273,7 @@ class Model(Trainer, nn.Module):
         self._optimizer_source = optimizer_id
         self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
         # Kept out of nn.Module's registry: the compiled wrapper holds this very model.
-        self.__dict__["_jit_forward"] = self._compile_forward() if jit_compile else None
+        self.__dict__["_jit"] = self._jit_for_compile() if jit_compile else None
         self.stop_training = False
         self._compile_config = _expressible_config(
             optimizer=optimizer,
@@ -305,26 +311,14 @@ class Model(Trainer, nn.Module):
             self.optimizer = self._build_optimizer()
         return self.optimizer
 
-    def _compile_forward(self) -> Any:
+    @staticmethod
+    def _jit_for_compile() -> Jit | None:
         try:
-            return torch.compile(self)
-        except Exception as err:  # noqa: BLE001 - any backend failure falls back to eager
+            jit_module.check_available()
+        except Exception as err:  # noqa: BLE001 - any reason torch.compile cannot run at all
             warnings.warn(f"torch.compile is unavailable ({err}); running eagerly.", stacklevel=3)
             return None
-
-    # Pickling and deep copies (scikit-learn's clone) leave out the torch.compile wrapper: it
-    # holds this very model and fails to rebuild with it. The copy compiles its own.
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state["_jit_forward"] = None
-        state["_recompile_forward"] = self.__dict__.get("_jit_forward") is not None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        recompile = state.pop("_recompile_forward", False)
-        super().__setstate__(state)
-        if recompile:
-            self.__dict__["_jit_forward"] = self._compile_forward()
+        return Jit()
 
     def _check_compiled(self, method: str) -> None:
         if self._device is None:

@@ -140,8 +140,7 @@ class Trainer:
         """
         x, y, sample_weight = batch
         with self._precision.autocast():  # mixed precision, if compiled with it
-            y_pred = self.call_forward(x)
-            loss = self.compute_loss(x, y, y_pred, sample_weight)
+            y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.apply_gradients(loss)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
         return None
@@ -153,8 +152,7 @@ class Trainer:
         """
         x, y, sample_weight = batch
         with self._precision.autocast():
-            y_pred = self.call_forward(x)
-            loss = self.compute_loss(x, y, y_pred, sample_weight)
+            y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
         return None
 
@@ -163,16 +161,27 @@ class Trainer:
         with self._precision.autocast():
             return self.call_forward(batch[0])
 
+    def _forward_and_loss(self, x: Any, y: Any, sample_weight: Any) -> tuple[Any, torch.Tensor]:
+        """`call_forward`, then `compute_loss`: one compiled graph with `jit_compile=True`."""
+        jit = self._jit
+        if jit is not None and jit.active():
+            return jit.forward_and_loss(self, x, y, sample_weight)
+        y_pred = self.call_forward(x)
+        return y_pred, self.compute_loss(x, y, y_pred, sample_weight)
+
     def call_forward(self, x: Any) -> Any:
         """Calls the model: a tuple/list `x` positionally, a dict by keyword.
 
-        With `compile(jit_compile=True)` the call goes through the `torch.compile`d model.
+        With `compile(jit_compile=True)` the call goes through `torch.compile` (`kfit.jit`).
         """
+        jit = self._jit
+        if jit is not None and jit.active():
+            return jit.forward(self, x)
         if self._loss_terms.pending:  # tensors `add_loss` got in a forward nobody used
             self._loss_terms.pending.clear()
         if self._channels_last:  # 4-d inputs in the layout the model's weights use
             x = data_module.map_tree(_to_channels_last, x)
-        model = self if self._jit_forward is None else self._jit_forward
+        model = self
         ddp_forward = self.__dict__.get("_ddp_forward")
         if ddp_forward is not None and self.training:  # torchrun: gradients averaged (DDP)
             model = ddp_forward
@@ -554,7 +563,7 @@ class Trainer:
         """
         first = next(data.batches(batch_size, False, self.device))
         try:
-            with _inference(self):
+            with _inference(self), self._jit.paused() if self._jit else contextlib.nullcontext():
                 self.test_step(first)
         except Exception:
             # Nothing settled from a batch that failed: the next call decides afresh.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -59,3 +60,28 @@ def test_live_tensors_do_not_grow_across_epochs_and_history_holds_floats():
     assert counter.counts[2:] == [counter.counts[2]] * (len(counter.counts) - 2)
     for values in history.history.values():
         assert all(isinstance(v, float) for v in values)
+
+
+def test_a_trained_model_is_freed_as_soon_as_it_is_deleted():
+    # `model.history` and the compile(lr_scheduler=...) callback hold the model weakly: no
+    # reference cycle keeps a deleted model (and its GPU memory) until a garbage collection.
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    y = x.sum(1, keepdims=True)
+
+    def scheduler(optimizer):
+        return torch.optim.lr_scheduler.StepLR(optimizer, 1)
+
+    kfit.Model(nn.Linear(3, 1)).compile("sgd", "mse", device="cpu")  # first-use imports
+    for options in ({}, {"lr_scheduler": scheduler}):
+        model = kfit.Model(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)))
+        model.compile("sgd", "mse", metrics=["mae"], device="cpu", **options)
+        history = model.fit(x, y, epochs=2, validation_split=0.25, verbose=0)
+        reference = weakref.ref(model)
+        gc.disable()
+        try:
+            del model
+            assert reference() is None
+        finally:
+            gc.enable()
+        assert len(history.history["val_loss"]) == 2  # History keeps its data
+        assert history.model is None

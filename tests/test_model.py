@@ -365,31 +365,3 @@ def test_invalid_lr_scheduler_is_refused_before_compile_changes_anything():
     with pytest.raises(TypeError, match="lr_scheduler"):
         model.compile("sgd", "mse", device="cpu", lr_scheduler=3)
     assert model.optimizer is None
-
-
-def test_jit_compile_trains_through_torch_compile_and_matches_eager():
-    x, y = _regression(32)
-    eager = kfit.Model(nn.Linear(3, 1))
-    compiled = kfit.Model(nn.Linear(3, 1))
-    compiled.load_state_dict(eager.state_dict())
-    eager.compile("sgd", "mse", device="cpu")
-    compiled.compile("sgd", "mse", device="cpu", jit_compile=True)
-    assert compiled._jit_forward is not None
-    assert list(compiled.state_dict()) == ["module.weight", "module.bias"]
-    eager_history = eager.fit(x, y, epochs=2, shuffle=False, verbose=0)
-    compiled_history = compiled.fit(x, y, epochs=2, shuffle=False, verbose=0)
-    assert compiled_history.history["loss"] == pytest.approx(
-        eager_history.history["loss"], rel=1e-5
-    )
-
-
-def test_jit_compile_falls_back_to_eager_with_a_warning(monkeypatch):
-    def unavailable(*args, **kwargs):
-        raise RuntimeError("no compiler here")
-
-    monkeypatch.setattr(torch, "compile", unavailable)
-    model = kfit.Model(nn.Linear(3, 1))
-    with pytest.warns(UserWarning, match="torch.compile is unavailable"):
-        model.compile("sgd", "mse", device="cpu", jit_compile=True)
-    assert model._jit_forward is None
-    assert len(model.fit(*_regression(), epochs=1, verbose=0).history["loss"]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 
@@ -33,12 +34,26 @@ class Callback:
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
+    #: Whether `set_model` keeps a weak reference: set for callbacks the model itself keeps
+    #: (`model.history`, the `compile(lr_scheduler=...)` callback), since a strong reference
+    #: both ways would keep a deleted model, and its GPU memory, alive until the garbage
+    #: collector runs.
+    holds_model_weakly = False
+
     def set_model(self, model: Any) -> None:
-        self._model = model
+        try:
+            self._model = weakref.ref(model) if self.holds_model_weakly else lambda: model
+        except TypeError:  # not weak-referenceable (None, a stand-in object)
+            self._model = lambda: model
 
     @property
     def model(self) -> Any:
-        return self._model
+        """The model being trained, evaluated or run (None before `set_model`)."""
+        return None if self._model is None else self._model()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickles and copies leave out the model reference (a copied History keeps its data).
+        return {**self.__dict__, "_model": None}
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Called once at the start of `fit`."""
