@@ -198,7 +198,7 @@ class Trainer:
     def _wraps_plainly(self) -> bool:
         """Whether calling `self` is calling `self.module`: kfit's forward, no hooks on `self`."""
         return (
-            type(self).forward is self._plain_forward
+            type(self).forward is type(self)._plain_forward
             and not (self._forward_hooks or self._forward_pre_hooks)
             and "module" in self._modules
         )

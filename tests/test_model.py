@@ -27,6 +27,22 @@ class TwoLayer(kfit.Model):
 # --------------------------------------------------------------------------- wrapping
 
 
+def test_steps_call_the_wrapped_module_directly_unless_the_model_adds_something(monkeypatch):
+    # kfit.Model.forward only calls `module`: steps skip that layer (one nn.Module call less),
+    # but never skip a forward hook on the model or a subclass's own forward.
+    calls = []
+    monkeypatch.setattr(kfit.Model, "__call__", lambda self, *a: calls.append(self) or 0)
+    plain = kfit.Model(nn.Linear(3, 1))
+    plain.call_forward(torch.zeros(2, 3))
+    assert calls == []  # the outer model was not called
+    hooked = kfit.Model(nn.Linear(3, 1))
+    hooked.register_forward_hook(lambda module, args, output: None)
+    hooked.call_forward(torch.zeros(2, 3))
+    subclassed = TwoLayer()
+    subclassed.call_forward(torch.zeros(2, 3))
+    assert calls == [hooked, subclassed]
+
+
 def test_model_keeps_the_wrapped_module_unchanged():
     module = nn.Linear(3, 1)
     weight = module.weight.detach().clone()
