@@ -463,6 +463,20 @@ class MeanMetricWrapper(_Accumulator):
         weight = torch.broadcast_to(_expand_weight(sample_weight, values), values.shape)
         self._accumulate((values * weight).sum(), weight.sum())
 
+    def update_unweighted(self, preds: torch.Tensor, target: torch.Tensor, *_: Any) -> None:
+        """`update(preds, target)` for the compiled metrics' per-step call (gradients off).
+
+        The update wrapper's bookkeeping is written inline: this is the common metric
+        update of every step (a `'mae'`, an `'accuracy'`), and each Python call counts for
+        small models. Only for functions with a batch sum (`_batch_sum` is not None).
+        """
+        state = self.__dict__
+        state["_computed"] = None
+        state["_update_count"] += 1
+        total, count = self._batch_sum(target, preds)
+        state["total"].add_(total)
+        state["_host_count"] += count
+
 
 def _mean_metric_class(
     fn,

@@ -269,23 +269,30 @@ class Trainer:
         """
         if self._precision.dtype is not None:
             y_pred = data_module.map_tree(_to_float32, y_pred)
-        with torch.no_grad():  # a `with`, not the decorator: cheaper on every step
+        compiled = self._compiled_metrics
+        grad_enabled = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)  # as a call: half the cost of `with torch.no_grad()`
+        try:
             self._loss_tracker.update(loss, batch_size)
-            compiled = self._compiled_metrics
             if not compiled.built:
-                if y is None:
-                    raise ValueError(
-                        "The compiled metrics need targets: pass `y` (or a data set that "
-                        "yields (x, y))."
-                    )
-                compiled.build(y, y_pred)
-                clashes = sorted(set(compiled.names) & set(self._loss_terms.trackers))
-                if clashes:
-                    raise ValueError(
-                        f"The loss terms {clashes} have the names of metrics; pass another "
-                        "`name` to add_loss."
-                    )
+                self._build_metrics(y, y_pred)
             compiled.update(y, y_pred, sample_weight)
+        finally:
+            torch.set_grad_enabled(grad_enabled)
+
+    def _build_metrics(self, y: Any, y_pred: Any) -> None:
+        compiled = self._compiled_metrics
+        if y is None:
+            raise ValueError(
+                "The compiled metrics need targets: pass `y` (or a data set that yields (x, y))."
+            )
+        compiled.build(y, y_pred)
+        clashes = sorted(set(compiled.names) & set(self._loss_terms.trackers))
+        if clashes:
+            raise ValueError(
+                f"The loss terms {clashes} have the names of metrics; pass another `name` to "
+                "add_loss."
+            )
 
     @property
     def metrics(self) -> list[torchmetrics.Metric]:

@@ -583,6 +583,29 @@ def test_compute_equals_torchmetrics_own_compute_and_returns_a_copy(metric_class
     assert metric.compute() is metric.compute()  # cached until the next update
 
 
+@pytest.mark.parametrize(
+    ("metric_class", "kind"),
+    [
+        (km.MeanAbsoluteError, "real"),
+        (km.MeanSquaredError, "real"),
+        (km.SparseCategoricalAccuracy, "sparse"),
+        (km.CategoricalAccuracy, "one_hot"),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_unweighted_step_update_equals_update(metric_class, kind):
+    # The compiled metrics' per-step call inlines the update wrapper's bookkeeping.
+    rng = np.random.default_rng(20)
+    batches = [_make(kind, rng, n) for n in (6, 5)]
+    stepped, updated = metric_class(), metric_class()
+    for y_true, y_pred in batches:
+        with torch.no_grad():
+            stepped.update_unweighted(_torch(y_pred), _torch(y_true), None)
+        updated.update(_torch(y_pred), _torch(y_true))
+        torch.testing.assert_close(stepped.compute(), updated.compute())  # not a stale cache
+    assert stepped._update_count == updated._update_count == 2
+
+
 def test_compute_before_any_update_keeps_torchmetrics_warning():
     with pytest.warns(UserWarning, match="called before the ``update`` method"):
         km.Mean().compute()
