@@ -417,8 +417,12 @@ class CompiledMetrics:
         """The per-step call for one metric, decided once: kfit's take sample weights."""
         if isinstance(metric, metrics_module.Metric) and weighted:
             update = metric.update
-        elif isinstance(metric, metrics_module.MeanMetricWrapper) and metric._batch_sum:
-            update = metric.update_unweighted  # the common case, in fewer calls
+        elif (
+            isinstance(metric, metrics_module.MeanMetricWrapper)
+            and metric._batch_sum is not None
+            and type(metric).update is metrics_module.MeanMetricWrapper.update  # not overridden
+        ):
+            update = metric._update_unweighted  # the common case, in fewer calls
         else:  # unweighted, or a user's torchmetrics object called as (preds, target)
 
             def update(y_pred, y_true, sample_weight):

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from kfit.trainer import Trainer
+
 
 def _forward_and_loss(model: Any, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any]:
     return model._forward_and_loss(x, y, sample_weight)
@@ -59,17 +61,22 @@ class Jit:
         self._paused = False
 
     def active(self) -> bool:
-        """Whether a call now should go through `torch.compile` (not while tracing one)."""
-        return self.enabled and not self._paused and not torch.compiler.is_compiling()
+        """Whether a call now should go through `torch.compile` (not from inside one).
+
+        A flag rather than `torch.compiler.is_compiling()`: dynamo may run the compiled
+        function's frame untraced (past its recompile limit, or disabled), and the call inside
+        must then still take the eager path instead of coming back here.
+        """
+        return self.enabled and not self._paused
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """Runs eagerly inside (kfit's first-batch check: no graph compiled just for it)."""
-        self._paused = True
+        was_paused, self._paused = self._paused, True
         try:
             yield
         finally:
-            self._paused = False
+            self._paused = was_paused
 
     def forward_and_loss(self, model: Any, x: Any, y: Any, sample_weight: Any) -> Any:
         if not _loss_is_pure(model):  # output-loss trackers or add_loss terms: see above
@@ -82,7 +89,8 @@ class Jit:
 
     def _run(self, fn: Callable[..., Any], model: Any, *args: Any) -> Any:
         try:
-            return _compiled_version(fn)(model, *args)
+            with self.paused():  # the model's calls inside take the eager path
+                return _compiled_version(fn)(model, *args)
         except Exception as compile_error:  # noqa: BLE001 - told apart by the eager rerun
             with self.paused():
                 result = fn(model, *args)  # raises the model's own error, if it has one
@@ -100,11 +108,16 @@ class Jit:
 
 
 def _loss_is_pure(model: Any) -> bool:
-    """Whether computing the loss updates no tracker (a single logged loss, no terms)."""
+    """Whether computing the loss updates no tracker.
+
+    That is: kfit's own `compute_loss` (a subclass's may update Keras-style trackers), a
+    single logged loss and no `add_loss` terms.
+    """
     compiled_loss = model._compiled_loss
     terms = model._loss_terms
     return (
-        (compiled_loss is None or not compiled_loss.trackers)
+        type(model).compute_loss is Trainer.compute_loss
+        and (compiled_loss is None or not compiled_loss.trackers)
         and not terms.functions
         and not terms.trackers
     )

@@ -217,6 +217,8 @@ def _mae_batch_sum(y_true, y_pred):
 
 def _mse_batch_sum(y_true, y_pred):
     y_true, y_pred = match_shapes(y_true, y_pred, "mean_squared_error")
+    if not y_pred.is_floating_point():  # the ATen op has no integer kernel
+        return _per_sample_total((y_pred - y_true).square().sum(), y_pred)
     return _per_sample_total(_mse_sum(y_pred, y_true), y_pred)
 
 
@@ -463,7 +465,7 @@ class MeanMetricWrapper(_Accumulator):
         weight = torch.broadcast_to(_expand_weight(sample_weight, values), values.shape)
         self._accumulate((values * weight).sum(), weight.sum())
 
-    def update_unweighted(self, preds: torch.Tensor, target: torch.Tensor, *_: Any) -> None:
+    def _update_unweighted(self, preds: torch.Tensor, target: torch.Tensor, *_: Any) -> None:
         """`update(preds, target)` for the compiled metrics' per-step call (gradients off).
 
         The update wrapper's bookkeeping is written inline: this is the common metric

@@ -311,6 +311,12 @@ class Model(Trainer, nn.Module):
             self.optimizer = self._build_optimizer()
         return self.optimizer
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        history = self.__dict__.get("history")
+        if isinstance(history, History):  # its (weak) model reference is not pickled
+            history.set_model(self)
+
     @staticmethod
     def _jit_for_compile() -> Jit | None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import gc
 import pickle
+import warnings
 import weakref
 
 import numpy as np
@@ -190,3 +191,40 @@ def test_inductor_end_to_end_matches_eager():
     history = jitted.fit(x, y, batch_size=20, epochs=2, shuffle=False, verbose=0)
     assert history.history["loss"] == pytest.approx(expected.history["loss"], rel=1e-5)
     assert jitted._jit.enabled
+
+
+def test_a_frame_dynamo_leaves_untraced_runs_eagerly_without_recursion(monkeypatch, graphs):
+    # Past dynamo's recompile limit, or with dynamo disabled, the compiled function runs as
+    # plain Python: the model's call inside must take the eager path, not come back.
+    monkeypatch.setattr(torch._dynamo.config, "disable", True)
+    model = kfit.Model(_mlp())
+    model.compile("sgd", "mse", device="cpu", jit_compile=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "torch.compile failed" fallback warning
+        history = model.fit(*_regression(), batch_size=16, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert model._jit.enabled
+    assert graphs == []
+
+
+def test_an_overridden_compute_loss_with_a_tracker_compiles_the_forward_alone(graphs):
+    # Keras's pattern: compute_loss updates a tracker. Its host counters must stay out of the
+    # graph, or every step would recompile.
+    class Tracked(kfit.Model):
+        def __init__(self):
+            super().__init__(_mlp())
+            self.penalty_tracker = kfit.metrics.Mean(name="penalty")
+
+        def compute_loss(self, x, y, y_pred, sample_weight=None):
+            loss = super().compute_loss(x, y, y_pred, sample_weight)
+            self.penalty_tracker.update(loss.detach())
+            return loss
+
+    histories = []
+    for jit_compile in (False, True):
+        model = Tracked()
+        model.compile("sgd", "mse", device="cpu", jit_compile=jit_compile)
+        histories.append(model.fit(*_regression(), batch_size=16, epochs=3, verbose=0))
+    assert histories[1].history["penalty"] == pytest.approx(histories[0].history["penalty"])
+    assert 1 <= len(graphs) <= 3  # the forward, once per batch shape (and not per step)
+    assert all("mse_loss" not in _ops(g) for g in graphs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import warnings
 import weakref
@@ -85,3 +86,13 @@ def test_a_trained_model_is_freed_as_soon_as_it_is_deleted():
             gc.enable()
         assert len(history.history["val_loss"]) == 2  # History keeps its data
         assert history.model is None
+
+
+def test_a_copied_model_s_history_refers_to_the_copy():
+    model = kfit.Model(nn.Linear(3, 1))
+    model.compile("sgd", "mse", device="cpu")
+    model.fit(np.ones((4, 3), "float32"), np.ones((4, 1), "float32"), verbose=0)
+    assert model.history.model is model
+    copied = copy.deepcopy(model)
+    assert copied.history.model is copied
+    assert copied.history.history == model.history.history

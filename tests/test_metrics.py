@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import r2_score, roc_auc_score
 
+import kfit
 import kfit.losses as kl
 import kfit.metrics as km
 
@@ -600,10 +601,35 @@ def test_unweighted_step_update_equals_update(metric_class, kind):
     stepped, updated = metric_class(), metric_class()
     for y_true, y_pred in batches:
         with torch.no_grad():
-            stepped.update_unweighted(_torch(y_pred), _torch(y_true), None)
+            stepped._update_unweighted(_torch(y_pred), _torch(y_true), None)
         updated.update(_torch(y_pred), _torch(y_true))
         torch.testing.assert_close(stepped.compute(), updated.compute())  # not a stale cache
     assert stepped._update_count == updated._update_count == 2
+
+
+def test_a_wrapper_subclass_overriding_update_keeps_its_update_in_fit():
+    # The compiled metrics' fast per-step call is only for MeanMetricWrapper's own update.
+    class ScaledMAE(km.MeanAbsoluteError):
+        def update(self, preds, target, sample_weight=None):
+            super().update(preds * 0.5, target, sample_weight)
+
+    x = np.linspace(-1, 1, 24, dtype="float32").reshape(12, 2)
+    y = x.sum(1, keepdims=True) * 3
+    model = kfit.Model(torch.nn.Linear(2, 1))
+    model.compile("sgd", "mse", metrics=[ScaledMAE(name="scaled_mae")], device="cpu")
+    value = model.evaluate(x, y, batch_size=5, return_dict=True, verbose=0)["scaled_mae"]
+    with torch.no_grad():
+        predictions = model.module(torch.from_numpy(x)).numpy()
+    assert value == pytest.approx(np.abs(predictions * 0.5 - y).mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("metric_class", "expected"), [(km.MeanSquaredError, 10.0), (km.MeanAbsoluteError, 3.0)]
+)
+def test_error_metrics_take_integer_tensors_like_keras(metric_class, expected):
+    metric = metric_class()
+    metric.update(torch.tensor([[3], [5]]), torch.tensor([[1], [1]]))
+    assert float(metric.compute()) == pytest.approx(expected)  # Keras 3 gives 10.0 and 3.0
 
 
 def test_compute_before_any_update_keeps_torchmetrics_warning():

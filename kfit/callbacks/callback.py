@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -41,15 +42,16 @@ class Callback:
     holds_model_weakly = False
 
     def set_model(self, model: Any) -> None:
-        try:
-            self._model = weakref.ref(model) if self.holds_model_weakly else lambda: model
-        except TypeError:  # not weak-referenceable (None, a stand-in object)
-            self._model = lambda: model
+        self._model = model
+        if self.holds_model_weakly and model is not None:
+            with contextlib.suppress(TypeError):  # not weak-referenceable: kept as it is
+                self._model = weakref.ref(model)
 
     @property
     def model(self) -> Any:
         """The model being trained, evaluated or run (None before `set_model`)."""
-        return None if self._model is None else self._model()
+        model = self._model
+        return model() if isinstance(model, weakref.ref) else model
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickles and copies leave out the model reference (a copied History keeps its data).
