@@ -84,8 +84,11 @@ def fresh_model(workload: Workload) -> nn.Module:
     return workload.build()
 
 
-def fast_loop(workload: Workload) -> float:
-    """The hand-written loop: permutation indexing, on-device sums, one read per epoch."""
+def fast_loop(workload: Workload, on_epoch_end: Callable[[], None] | None = None) -> float:
+    """The hand-written loop: permutation indexing, on-device sums, one read per epoch.
+
+    `on_epoch_end`, if given, is called after each epoch's read (`memory.py` reads RSS there).
+    """
     model = fresh_model(workload)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
     x, y = torch.from_numpy(workload.x), torch.from_numpy(workload.y)
@@ -113,6 +116,8 @@ def fast_loop(workload: Workload) -> float:
                 else:
                     metric_sum.add_((pred.argmax(1) == yb).sum())
         (loss_sum / n).item(), (metric_sum / n).item()  # the one read per epoch
+        if on_epoch_end is not None:
+            on_epoch_end()
     return time.perf_counter() - start
 
 
