@@ -5,12 +5,15 @@ captures the model's forward pass and the compiled loss as one graph, and AOTAut
 compiles its backward pass as well: `loss.backward()` runs generated kernels too. The
 optimizer update (torch.optim's multi-tensor kernels) and the metric updates stay eager:
 the accumulators count samples in host integers, which a graph would have to guard on and
-recompile for at every step. For the same reason, a model with several logged output losses
-or with `add_loss` terms compiles its forward pass alone and computes the loss eagerly.
+recompile for at every step. For the same reason, a model with several logged output losses,
+with `add_loss` terms or with its own `compute_loss` (which may update trackers) compiles its
+forward pass alone and computes the loss eagerly.
 
 The compiled functions are module-level and shared by every model (dynamo keys its cache on
 the code and guards on the model's type and structure); they take the model as an argument
-and keep no reference to it, so deleting a model frees it.
+and keep no reference to it, so deleting a model frees it. Dynamo's recompile limit (8 per
+function) is therefore shared by the models of a process too: past it, dynamo warns and the
+functions run eagerly (the calls inside then take the eager path, see `Jit.active`).
 
 Where compilation fails (no C++ compiler for the CPU backend, an unsupported Python, an
 operation dynamo cannot trace), the step is rerun eagerly: when that succeeds kfit warns once
