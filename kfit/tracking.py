@@ -1,0 +1,169 @@
+"""The model's accumulators: updated each step, reset each epoch, read once per epoch.
+
+`MetricTracking` is mixed into `kfit.Model` (through `Trainer`). It holds what every step adds
+to: the loss tracker, each output's loss and each `add_loss` term (when there are several),
+the compiled metrics, and any `torchmetrics.Metric` the model has as an attribute (a custom
+`train_step`'s trackers, as in Keras). All of them are torchmetrics metrics on the model's
+device; nothing here reads a value back to the host except `get_metrics_result` and
+`read_values`, the epoch's one sync point.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torchmetrics
+
+from kfit import data as data_module
+
+
+def read_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Reads device values to Python floats with one transfer. Sync point.
+
+    Numbers pass through; a one-element tensor becomes a float, a longer one a list.
+    """
+    tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        return dict(values)
+    scalars = list(tensors.values())
+    device = scalars[0].device
+    if all(v.dim() == 0 and v.dtype == torch.float32 and v.device == device for v in scalars):
+        # The usual epoch logs: float32 scalars on one device, read with a single stack.
+        return {**values, **dict(zip(tensors, torch.stack(scalars).tolist(), strict=True))}
+    flat = [v.detach().reshape(-1).float() for v in tensors.values()]
+    numbers = torch.cat([f.to(flat[0].device) for f in flat]).tolist()  # the one host read
+    read, start = {}, 0
+    for (key, value), piece in zip(tensors.items(), flat, strict=True):
+        chunk = numbers[start : start + piece.numel()]
+        read[key] = chunk[0] if value.dim() == 0 else chunk
+        start += piece.numel()
+    return {key: read.get(key, value) for key, value in values.items()}
+
+
+def to_float32(tensor: Any) -> Any:
+    """A half-precision tensor as float32 (metrics measure mixed-precision outputs in it)."""
+    if isinstance(tensor, torch.Tensor) and tensor.dtype in (torch.float16, torch.bfloat16):
+        return tensor.float()
+    return tensor
+
+
+class MetricTracking:
+    """The loss and metric accumulators of `kfit.Model` (see the module docstring)."""
+
+    def update_metrics(
+        self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any, batch_size: int
+    ) -> None:
+        """Adds one batch to the epoch's loss and compiled metrics (on the device).
+
+        Under mixed precision the half-precision outputs are measured in float32.
+        """
+        if self._precision.dtype is not None:
+            y_pred = data_module.map_tree(to_float32, y_pred)
+        compiled = self._compiled_metrics
+        grad_enabled = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)  # as a call: half the cost of `with torch.no_grad()`
+        try:
+            self._loss_tracker.update(loss, batch_size)
+            if not compiled.built:
+                self._build_metrics(y, y_pred)
+            compiled.update(y, y_pred, sample_weight)
+        finally:
+            torch.set_grad_enabled(grad_enabled)
+
+    def _build_metrics(self, y: Any, y_pred: Any) -> None:
+        compiled = self._compiled_metrics
+        if y is None:
+            raise ValueError(
+                "The compiled metrics need targets: pass `y` (or a data set that yields (x, y))."
+            )
+        compiled.build(y, y_pred)
+        clashes = sorted(set(compiled.names) & set(self._loss_terms.trackers))
+        if clashes:
+            raise ValueError(
+                f"The loss terms {clashes} have the names of metrics; pass another `name` to "
+                "add_loss."
+            )
+
+    @property
+    def metrics(self) -> list[torchmetrics.Metric]:
+        """Every accumulator reset at the start of each epoch and evaluation.
+
+        The loss tracker, each output's loss and each `add_loss` term (when present), the
+        compiled metrics, and any `torchmetrics.Metric` set as an attribute of the model (a
+        custom `train_step`'s trackers, as in Keras).
+        """
+        built_in = self._built_in_metrics()
+        return built_in + [metric for _, metric in self._attribute_metrics(built_in)]
+
+    def _built_in_metrics(self) -> list[torchmetrics.Metric]:
+        found = [self._loss_tracker]
+        if self._compiled_loss is not None:
+            found += self._compiled_loss.trackers.values()
+        found += self._loss_terms.trackers.values()
+        return found + [metric for _, metric, _ in self._compiled_metrics.entries]
+
+    def _attribute_metrics(self, known: list[Any]) -> list[tuple[str, torchmetrics.Metric]]:
+        """The model's `torchmetrics.Metric` submodules not in `known`, by log name."""
+        known_ids = {id(m) for m in known}
+        return [
+            (getattr(m, "name", None) or path.replace(".", "_"), m)
+            for path, m in self.named_modules()
+            if isinstance(m, torchmetrics.Metric) and id(m) not in known_ids
+        ]
+
+    def reset_metrics(self) -> None:
+        """Clears every accumulator in `metrics`."""
+        for metric in self.metrics:
+            metric.reset()
+
+    def metric_values(self) -> dict[str, torch.Tensor]:
+        """The running values to log, as device tensors (no host read).
+
+        `loss`, then each output's loss, each `add_loss` term, the compiled metrics, and the
+        model's own metric attributes that were updated since the last reset.
+        """
+        values = {}
+        if self._loss_tracker._update_count:  # a custom step may log other values only
+            values["loss"] = self._loss_tracker.compute()
+        if self._compiled_loss is not None:
+            values.update(self._compiled_loss.results())
+        for key, tracker in self._loss_terms.trackers.items():
+            if tracker._update_count:  # a term can be missing from validation steps
+                values[key] = tracker.compute()
+        values.update(self._compiled_metrics.results())
+        for name, metric in self._attribute_metrics(self._built_in_metrics()):
+            if metric._update_count:
+                values[name] = metric.compute()
+        return values
+
+    def _log_keys(self) -> set[str]:
+        """The log keys taken by the loss, per-output losses and compiled metrics."""
+        keys = {"loss"}
+        if getattr(self, "_compiled_metrics", None) is not None:  # None before compile
+            keys.update(self._compiled_metrics.names)
+        if getattr(self, "_compiled_loss", None) is not None:
+            keys.update(self._compiled_loss.trackers)
+        return keys
+
+    def metric_direction(self, key: str) -> str | None:
+        """Whether lower (`'down'`) or higher (`'up'`) is better for a log key.
+
+        Loss keys are `'down'`; a metric key (with or without `val_`) takes its metric's
+        direction; None when unknown.
+        """
+        name = key.removeprefix("val_")
+        if name == "loss" or name.endswith("_loss"):
+            return "down"
+        compiled = getattr(self, "_compiled_metrics", None)
+        for entry_name, metric, _ in compiled.entries if compiled is not None else []:
+            if entry_name == name:
+                higher = getattr(metric, "higher_is_better", None)
+                return getattr(metric, "direction", None) or (
+                    None if higher is None else ("up" if higher else "down")
+                )
+        return None
+
+    def get_metrics_result(self) -> dict[str, Any]:
+        """The running `loss` and metrics as Python floats. Sync point."""
+        return read_values(self.metric_values())
