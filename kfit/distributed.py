@@ -23,9 +23,12 @@ function here leaves things as they are.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import inspect
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,6 +61,8 @@ __all__ = [
 
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 _ddp_options: dict[str, Any] = {}
+_started_group = False  # whether kfit (not the script) made the process group
+_ddp_forwards: weakref.WeakSet[_DDPForward] = weakref.WeakSet()  # live DDP wrappers
 
 
 # --------------------------------------------------------------------------- where we are
@@ -156,7 +161,37 @@ def setup(device: torch.device | None = None) -> torch.device | None:
         dist.init_process_group(
             backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         )
+        global _started_group
+        _started_group = True
+        _register_exit_handler()
     return device
+
+
+def _register_exit_handler() -> None:
+    atexit.unregister(release_at_exit)  # registered once, however often called
+    atexit.register(release_at_exit)
+
+
+def release_at_exit() -> None:
+    """Frees what kfit made for the processes, in order, while the interpreter still runs.
+
+    Runs at interpreter exit (`atexit`); calling it earlier is allowed, and training again
+    afterwards builds what it needs anew. First every DistributedDataParallel wrapper kfit
+    made is released: a wrapper and its model refer to each other, so without this they would
+    be freed only during the interpreter's own teardown, after the process group's threads,
+    which aborts the process (`terminate called without an active exception`) and makes
+    `torchrun` report a failure although the script finished. Then the process group is
+    destroyed if kfit started it; a group the script started itself is left to the script.
+    """
+    global _started_group
+    forwards = list(_ddp_forwards)
+    for forward in forwards:
+        forward.release()
+    if forwards:
+        gc.collect()  # wrappers a compiled graph's cache still held in a cycle
+    if _started_group and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _started_group = False
 
 
 # --------------------------------------------------------------------------- collectives
@@ -484,7 +519,13 @@ class _DDPForward:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._forward is None:
             self._forward = self._build(args, kwargs)
+            _ddp_forwards.add(self)
+            _register_exit_handler()  # also when the script made the process group
         return self._forward(*args, **kwargs)
+
+    def release(self) -> None:
+        """Drops the wrapper (and with it the model's reference cycle); the next call rebuilds."""
+        self._forward = None
 
     def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         model = self.model

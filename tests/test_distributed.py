@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -433,3 +436,57 @@ def test_set_ddp_options_refuses_what_ddp_does_not_take_or_kfit_sets():
     assert distributed._ddp_options == {"find_unused_parameters": True}
     distributed.set_ddp_options()
     assert distributed._ddp_options == {}
+
+
+# --------------------------------------------------------------------------- at exit
+
+
+@pytest.fixture
+def torchrun_env(monkeypatch) -> Iterator[None]:
+    """torchrun's variables for a group of one process on a free local port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
+        monkeypatch.setenv(name, value)
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@needs_gloo
+def test_a_process_group_kfit_started_is_destroyed_at_exit(torchrun_env):
+    distributed.setup(torch.device("cpu"))
+    assert dist.is_initialized()
+    distributed.release_at_exit()
+    assert not dist.is_initialized()
+
+
+@needs_gloo
+def test_a_process_group_the_script_started_is_left_to_the_script(torchrun_env):
+    dist.init_process_group("gloo")
+    distributed.setup(torch.device("cpu"))
+    distributed.release_at_exit()
+    assert dist.is_initialized()
+
+
+@needs_gloo
+def test_releasing_at_exit_frees_the_ddp_wrapper_and_its_model_without_a_gc(torchrun_env):
+    # The wrapper holds the model and the model holds the wrapper: freed during interpreter
+    # teardown, after the group's threads, that cycle aborted torchrun workers at exit.
+    distributed.setup(torch.device("cpu"))
+    model = kfit.Model(nn.Linear(3, 1))
+    model.compile(loss="mse", device="cpu")
+    forward = distributed._DDPForward(model, ())
+    forward(torch.ones(2, 3)).sum().backward()
+    wrapper = weakref.ref(forward._forward)
+    assert wrapper() is not None
+    distributed.release_at_exit()
+    assert wrapper() is None
+    assert not dist.is_initialized()
