@@ -20,6 +20,7 @@ from kfit import (
     metrics,
     optimizers,
     summary,
+    utils,
 )
 from kfit.history import History
 from kfit.model import Model, Sequential
@@ -39,6 +40,7 @@ __all__ = [
     "metrics",
     "optimizers",
     "summary",
+    "utils",
     "wrappers",
 ]
 
