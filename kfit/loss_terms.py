@@ -9,7 +9,9 @@ values weighted by batch size (like `loss`), in training and validation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -18,6 +20,57 @@ from kfit.compiled import LossTracker
 
 # What a lambda is called when it is given no name.
 _DEFAULT_NAME = "added_loss"
+
+# The terms of the models whose forward is running, innermost last (per thread).
+_running = threading.local()
+
+
+@contextlib.contextmanager
+def collecting(terms: LossTerms) -> Iterator[None]:
+    """Makes `add_loss` add to `terms` while a model's forward runs."""
+    stack = _running.__dict__.setdefault("stack", [])
+    stack.append(terms)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def add_loss(loss: torch.Tensor, name: str | None = None) -> None:
+    """Adds a loss term from any submodule's `forward` to the running model's loss.
+
+    Keras's `layer.add_loss` for torch modules: a layer deep inside a `kfit.Model` calls
+    `kfit.add_loss(value, name="kl")` in its `forward`, and the value is summed (to a scalar)
+    into that step's loss and logged under `name` (and `val_{name}`), exactly like a tensor
+    given to `Model.add_loss`. Tensors added under one name in a step are summed.
+
+    Args:
+        loss: a tensor computed in `forward`.
+        name: the log key (default `'added_loss'`).
+
+    Raises:
+        TypeError: if `loss` is not a tensor.
+        RuntimeError: if no `kfit.Model` forward is running (the term would be lost).
+
+    Example:
+        >>> class Sampling(nn.Module):
+        ...     def forward(self, mean, log_var):
+        ...         kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(1).mean()
+        ...         kfit.add_loss(kl, name="kl")
+        ...         return mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+    """
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(
+            f"`kfit.add_loss` takes a tensor computed in forward; got {type(loss).__name__}. "
+            "For a function called at every step, use model.add_loss(fn)."
+        )
+    stack = _running.__dict__.get("stack")
+    if not stack:
+        raise RuntimeError(
+            "`kfit.add_loss` was called outside the forward pass of a kfit.Model; call it "
+            "from a module's forward while the kfit.Model that holds it runs."
+        )
+    stack[-1].add(loss, name, set())
 
 
 def term_name(loss: Any, name: str | None) -> str:

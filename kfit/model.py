@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from kfit import distributed, lr_finder, saving
+from kfit import distributed, loss_terms, lr_finder, saving
 from kfit import jit as jit_module
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
@@ -147,6 +147,11 @@ class Model(Trainer, nn.Module):
         self._interrupt: Any = None
         self._compile_config: dict[str, Any] = {}
         self._lr_scheduler_callback: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # `kfit.add_loss` in a submodule's forward adds to this model's terms.
+        with loss_terms.collecting(self._loss_terms):
+            return super().__call__(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Calls the wrapped module; a subclass overrides this instead."""

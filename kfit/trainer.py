@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from kfit import data as data_module
-from kfit import distributed
+from kfit import distributed, loss_terms
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
 from kfit.callbacks.progbar_logger import ProgbarLogger
@@ -150,6 +150,12 @@ class Trainer(MetricTracking):
 
         With `compile(jit_compile=True)` the call goes through `torch.compile` (`kfit.jit`).
         """
+        if torch.compiler.is_compiling():  # inside kfit.jit: the call below collects
+            return self._call_forward(x)
+        with loss_terms.collecting(self._loss_terms):  # `kfit.add_loss` from submodules
+            return self._call_forward(x)
+
+    def _call_forward(self, x: Any) -> Any:
         jit = self._jit
         if jit is not None and jit.active():
             return jit.forward(self, x)
