@@ -365,10 +365,12 @@ class Metric(torchmetrics.Metric):
         else:
             default = torch.broadcast_to(torch.as_tensor(initializer, dtype=dtype), shape)
         name = name or f"variable_{len(self._defaults)}"
-        if name in self._defaults or hasattr(type(self), name):
-            raise ValueError(f"The metric {self.name!r} already has a state named {name!r}.")
-        self.add_state(name, default.clone(), dist_reduce_fx=aggregation)
-        return MetricVariable(self, name)
+        # Stored apart from the name, which the subclass often gives its attribute too.
+        state = f"keras_variable_{name}"
+        if state in self._defaults:
+            raise ValueError(f"The metric {self.name!r} already has a variable named {name!r}.")
+        self.add_state(state, default.clone(), dist_reduce_fx=aggregation)
+        return MetricVariable(self, state, name)
 
     def add_weight(
         self,

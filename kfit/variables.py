@@ -30,17 +30,19 @@ class MetricVariable:
 
     Args:
         metric: the torchmetrics metric that holds the state.
-        name: the state's name.
+        state: the state's attribute name on `metric`.
+        name: the variable's name.
     """
 
-    def __init__(self, metric: torch.nn.Module, name: str):
+    def __init__(self, metric: torch.nn.Module, state: str, name: str):
         self._metric = metric
+        self._state = state
         self.name = name
 
     @property
     def value(self) -> torch.Tensor:
         """The state tensor (on the metric's device)."""
-        return getattr(self._metric, self.name)
+        return getattr(self._metric, self._state)
 
     @property
     def shape(self) -> torch.Size:

@@ -211,3 +211,146 @@ def test_standalone_apply_clips_as_compile_does():
     optimizer.apply([torch.tensor([3.0, -0.1])], [param])
 
     torch.testing.assert_close(param.detach(), torch.tensor([-0.5, 0.1]))
+
+
+# --------------------------------------------------------------- custom steps, Keras style
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected_length"), [(None, 2), (np.ones(8, np.float32), 3)], ids=["xy", "xyw"]
+)
+def test_train_step_gets_the_batch_as_the_data_yields_it(weights, expected_length):
+    seen = []
+
+    class Recording(kfit.Model):
+        def train_step(self, data):
+            seen.append(len(data))
+            return super().train_step(data)
+
+    model = Recording(nn.Linear(3, 1))
+    model.compile("sgd", "mse", device="cpu")
+    x, y = _data(8)
+    model.fit(x, y, sample_weight=weights, batch_size=8, epochs=1, verbose=0)
+
+    assert seen == [expected_length]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [("x", ("x", None, None)), (("x",), ("x", None, None)), (("x", "y"), ("x", "y", None))],
+)
+def test_unpack_x_y_sample_weight(data, expected):
+    assert kfit.utils.unpack_x_y_sample_weight(data) == expected
+
+
+def test_pack_x_y_sample_weight_is_the_shortest_tuple():
+    assert kfit.utils.pack_x_y_sample_weight("x") == ("x",)
+    assert kfit.utils.pack_x_y_sample_weight("x", "y") == ("x", "y")
+    assert kfit.utils.pack_x_y_sample_weight("x", "y", "w") == ("x", "y", "w")
+
+
+def test_compute_loss_takes_keras_keywords():
+    model = _model()
+    y_pred, y = torch.zeros(4, 1), torch.ones(4, 1)
+
+    assert model.compute_loss(y=y, y_pred=y_pred).item() == pytest.approx(1.0)
+
+
+def test_loss_tracker_update_state_takes_the_loss_alone():
+    model = _model()
+    tracker = model.metrics[0]
+
+    tracker.update_state(torch.tensor(1.0))
+    tracker.update_state(torch.tensor(3.0))
+
+    assert tracker.name == "loss"
+    assert tracker.result().item() == pytest.approx(2.0)
+
+
+def test_metrics_lists_the_compiled_metrics_container_until_they_are_built():
+    model = kfit.Model(nn.Linear(3, 1))
+    model.compile("sgd", "mse", metrics=["mae"], device="cpu")
+    container = model.metrics[1]
+
+    container.update_state(torch.zeros(2, 1), torch.ones(2, 1))
+
+    assert container.name == "compile_metrics"
+    assert {k: v.item() for k, v in container.result().items()} == {"mae": 1.0}
+    assert [m.name for m in model.metrics] == ["loss", "mae"]
+
+
+# --------------------------------------------------------------- Keras-style metrics
+
+
+class _Count(kfit.metrics.Metric):
+    def __init__(self, name="count", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_weight(shape=(2,), initializer="ones", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(torch.stack([y_true.sum(), y_pred.sum()]))
+
+    def result(self):
+        return self.total[0] / self.total[1]
+
+
+def test_keras_style_metric_updates_through_either_spelling_and_resets():
+    metric = _Count()
+
+    metric.update_state(torch.tensor([1.0]), torch.tensor([3.0]))
+    assert metric.result().item() == pytest.approx(2.0 / 4.0)
+    metric.update(torch.tensor([1.0]), torch.tensor([0.0]))  # Keras's order: y_true first
+    assert metric.compute().item() == pytest.approx(3.0 / 4.0)
+    metric.reset()
+    assert metric.result().item() == pytest.approx(1.0)
+
+
+def test_add_variable_rejects_an_unknown_initializer():
+    class Bad(kfit.metrics.Metric):
+        def __init__(self):
+            super().__init__()
+            self.add_variable(initializer="glorot")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            pass
+
+        def result(self):
+            return torch.zeros(())
+
+    with pytest.raises(ValueError, match="initializer.*glorot"):
+        Bad()
+
+
+# --------------------------------------------------------------- kfit.add_loss
+
+
+def test_add_loss_from_a_submodule_is_added_and_logged():
+    class Penalised(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 1)
+
+        def forward(self, x):
+            kfit.add_loss(torch.tensor(0.5), name="penalty")
+            return self.linear(x)
+
+    model = kfit.Sequential(Penalised())
+    model.compile("sgd", "mse", device="cpu")
+    x, y = _data(8)
+    y_pred = torch.from_numpy(model.predict(x, verbose=0))
+    plain = kfit.losses.mean_squared_error(torch.from_numpy(y), y_pred)
+
+    logs = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+
+    assert logs["penalty"] == pytest.approx(0.5)
+    assert logs["loss"] == pytest.approx(float(torch.as_tensor(plain).mean()) + 0.5, rel=1e-5)
+
+
+def test_add_loss_outside_a_forward_pass_is_an_error():
+    with pytest.raises(RuntimeError, match="outside the forward pass"):
+        kfit.add_loss(torch.tensor(1.0))
+
+
+def test_add_loss_takes_tensors_only():
+    with pytest.raises(TypeError, match="takes a tensor"):
+        kfit.add_loss(1.0)
