@@ -9,9 +9,8 @@ values weighted by batch size (like `loss`), in training and validation.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,15 +24,15 @@ _DEFAULT_NAME = "added_loss"
 _running = threading.local()
 
 
-@contextlib.contextmanager
-def collecting(terms: LossTerms) -> Iterator[None]:
-    """Makes `add_loss` add to `terms` while a model's forward runs."""
-    stack = _running.__dict__.setdefault("stack", [])
-    stack.append(terms)
-    try:
-        yield
-    finally:
-        stack.pop()
+def running_stack() -> list[LossTerms]:
+    """This thread's stack of running models' terms: a forward pushes, and pops when done.
+
+    Pushed and popped directly (not through a context manager): it runs at every step.
+    """
+    stack = _running.__dict__.get("stack")
+    if stack is None:
+        stack = _running.__dict__["stack"] = []
+    return stack
 
 
 def add_loss(loss: torch.Tensor, name: str | None = None) -> None:

@@ -150,8 +150,12 @@ class Model(Trainer, nn.Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # `kfit.add_loss` in a submodule's forward adds to this model's terms.
-        with loss_terms.collecting(self._loss_terms):
+        stack = loss_terms.running_stack()
+        stack.append(self._loss_terms)
+        try:
             return super().__call__(*args, **kwargs)
+        finally:
+            stack.pop()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Calls the wrapped module; a subclass overrides this instead."""

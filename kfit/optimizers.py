@@ -431,6 +431,29 @@ class KerasAttributes:
 
 
 _KERAS_CLASSES: dict[type, type] = {}
+_KERAS_CLASS_PREFIX = "_KERAS_CLASSES_"
+
+
+def __getattr__(name: str) -> Any:
+    # Unpickling in a new process: the Keras-attribute class of a torch optimizer class.
+    if name.startswith(_KERAS_CLASS_PREFIX):
+        base_name = name.removeprefix(_KERAS_CLASS_PREFIX)
+        base = {"_Lion": _Lion, "_Ftrl": _Ftrl}.get(base_name) or getattr(
+            torch.optim, base_name, None
+        )
+        if isinstance(base, type) and issubclass(base, torch.optim.Optimizer):
+            return _keras_class(base)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _keras_class(cls: type) -> type:
+    keras_cls = _KERAS_CLASSES.get(cls)
+    if keras_cls is None:
+        keras_cls = type(cls.__name__, (KerasAttributes, cls), {"__module__": __name__})
+        keras_cls.__qualname__ = f"{_KERAS_CLASS_PREFIX}{cls.__name__}"
+        globals()[keras_cls.__qualname__] = keras_cls  # picklable by name
+        _KERAS_CLASSES[cls] = keras_cls
+    return keras_cls
 
 
 def with_keras_attributes(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -442,16 +465,8 @@ def with_keras_attributes(optimizer: torch.optim.Optimizer) -> torch.optim.Optim
     Returns:
         The same optimizer.
     """
-    cls = type(optimizer)
-    if isinstance(optimizer, KerasAttributes):
-        return optimizer
-    keras_cls = _KERAS_CLASSES.get(cls)
-    if keras_cls is None:
-        keras_cls = type(cls.__name__, (KerasAttributes, cls), {"__module__": __name__})
-        keras_cls.__qualname__ = f"_KERAS_CLASSES_{cls.__name__}"
-        globals()[keras_cls.__qualname__] = keras_cls  # picklable by name
-        _KERAS_CLASSES[cls] = keras_cls
-    optimizer.__class__ = keras_cls
+    if not isinstance(optimizer, KerasAttributes):
+        optimizer.__class__ = _keras_class(type(optimizer))
     return optimizer
 
 

@@ -152,8 +152,12 @@ class Trainer(MetricTracking):
         """
         if torch.compiler.is_compiling():  # inside kfit.jit: the call below collects
             return self._call_forward(x)
-        with loss_terms.collecting(self._loss_terms):  # `kfit.add_loss` from submodules
+        stack = loss_terms.running_stack()  # `kfit.add_loss` from submodules adds here
+        stack.append(self._loss_terms)
+        try:
             return self._call_forward(x)
+        finally:
+            stack.pop()
 
     def _call_forward(self, x: Any) -> Any:
         jit = self._jit

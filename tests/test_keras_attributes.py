@@ -354,3 +354,24 @@ def test_add_loss_outside_a_forward_pass_is_an_error():
 def test_add_loss_takes_tensors_only():
     with pytest.raises(TypeError, match="takes a tensor"):
         kfit.add_loss(1.0)
+
+
+def test_a_model_with_its_optimizer_unpickles_in_a_new_process(tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    model = _model("adam")
+    model.fit(*_data(8), batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    code = (
+        "import pickle, sys; m = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "print(m.optimizer.iterations)"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.strip() == "1"
