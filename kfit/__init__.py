@@ -18,10 +18,13 @@ from kfit import (
     losses,
     lr_finder,
     metrics,
+    models,
     optimizers,
     summary,
+    utils,
 )
 from kfit.history import History
+from kfit.loss_terms import add_loss
 from kfit.model import Model, Sequential
 
 __version__ = "0.1.0"
@@ -31,14 +34,17 @@ __all__ = [
     "Model",
     "Sequential",
     "__version__",
+    "add_loss",
     "callbacks",
     "diagnosis",
     "distributed",
     "losses",
     "lr_finder",
     "metrics",
+    "models",
     "optimizers",
     "summary",
+    "utils",
     "wrappers",
 ]
 

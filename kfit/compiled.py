@@ -62,9 +62,21 @@ class LossTracker(metrics_module._Accumulator):
     def __init__(self, name: str = "loss"):
         super().__init__(name=name)
 
-    def update(self, loss: torch.Tensor, batch_size: int) -> None:  # type: ignore[override]
+    def update(self, loss: torch.Tensor, batch_size: int | torch.Tensor) -> None:  # type: ignore[override]
+        if isinstance(batch_size, torch.Tensor):  # a weight on the device (Keras style)
+            self.total.add_((loss.detach() * batch_size).sum())
+            self.count.add_(batch_size.sum())
+            return
         self.total.add_(loss.detach(), alpha=batch_size)
         self._accumulate_count(batch_size)
+
+    def update_state(self, values: torch.Tensor, sample_weight: Any = None) -> None:
+        """Keras's `Mean.update_state` for a custom step: `tracker.update_state(loss)`.
+
+        Each call counts once, or `sample_weight` times (Keras's own step passes the batch
+        size), so the epoch value is the (weighted) mean of the losses given.
+        """
+        self.update(values, 1 if sample_weight is None else sample_weight)
 
 
 class OutputLoss:
@@ -415,7 +427,12 @@ class CompiledMetrics:
     @staticmethod
     def _updater(metric: torchmetrics.Metric, weighted: bool, slot: OutputSlot, outputs: int):
         """The per-step call for one metric, decided once: kfit's take sample weights."""
-        if isinstance(metric, metrics_module.Metric) and weighted:
+        if getattr(metric, "keras_style", False):  # a Keras-style subclass: Keras's order
+
+            def update(y_pred, y_true, sample_weight):
+                metric.update(y_true, y_pred, sample_weight if weighted else None)
+
+        elif isinstance(metric, metrics_module.Metric) and weighted:
             update = metric.update
         elif (
             isinstance(metric, metrics_module.MeanMetricWrapper)

@@ -206,6 +206,17 @@ def unpack(data: Any) -> Batch:
     return data, None, None
 
 
+def as_yielded(batch: Batch) -> tuple[Any, ...]:
+    """A batch as a data set would yield it: `(x, y)` without weights, `(x,)` without targets.
+
+    This is the `data` a `train_step`/`test_step` receives, as in Keras; `unpack` splits it.
+    """
+    x, y, sample_weight = batch
+    if sample_weight is not None:
+        return batch
+    return (x,) if y is None else (x, y)
+
+
 def batch_size_of(x: Tree) -> int:
     """The first-axis length of the first leaf of `x`."""
     return x.shape[0] if isinstance(x, torch.Tensor) else leaves(x)[0].shape[0]

@@ -9,6 +9,7 @@ values weighted by batch size (like `loss`), in training and validation.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,57 @@ from kfit.compiled import LossTracker
 
 # What a lambda is called when it is given no name.
 _DEFAULT_NAME = "added_loss"
+
+# The terms of the models whose forward is running, innermost last (per thread).
+_running = threading.local()
+
+
+def running_stack() -> list[LossTerms]:
+    """This thread's stack of running models' terms: a forward pushes, and pops when done.
+
+    Pushed and popped directly (not through a context manager): it runs at every step.
+    """
+    stack = _running.__dict__.get("stack")
+    if stack is None:
+        stack = _running.__dict__["stack"] = []
+    return stack
+
+
+def add_loss(loss: torch.Tensor, name: str | None = None) -> None:
+    """Adds a loss term from any submodule's `forward` to the running model's loss.
+
+    Keras's `layer.add_loss` for torch modules: a layer deep inside a `kfit.Model` calls
+    `kfit.add_loss(value, name="kl")` in its `forward`, and the value is summed (to a scalar)
+    into that step's loss and logged under `name` (and `val_{name}`), exactly like a tensor
+    given to `Model.add_loss`. Tensors added under one name in a step are summed.
+
+    Args:
+        loss: a tensor computed in `forward`.
+        name: the log key (default `'added_loss'`).
+
+    Raises:
+        TypeError: if `loss` is not a tensor.
+        RuntimeError: if no `kfit.Model` forward is running (the term would be lost).
+
+    Example:
+        >>> class Sampling(nn.Module):
+        ...     def forward(self, mean, log_var):
+        ...         kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(1).mean()
+        ...         kfit.add_loss(kl, name="kl")
+        ...         return mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+    """
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(
+            f"`kfit.add_loss` takes a tensor computed in forward; got {type(loss).__name__}. "
+            "For a function called at every step, use model.add_loss(fn)."
+        )
+    stack = _running.__dict__.get("stack")
+    if not stack:
+        raise RuntimeError(
+            "`kfit.add_loss` was called outside the forward pass of a kfit.Model; call it "
+            "from a module's forward while the kfit.Model that holds it runs."
+        )
+    stack[-1].add(loss, name, set())
 
 
 def term_name(loss: Any, name: str | None) -> str:

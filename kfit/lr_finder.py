@@ -278,7 +278,7 @@ def lr_find(
             for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
                 group["lr"] = lr * ratio
             model.reset_metrics()
-            model.train_step(batch)
+            model.train_step(data_module.as_yielded(batch))
             loss = float(model._loss_tracker.compute())  # sync point: once per step
             lrs.append(lr)
             raw.append(loss)

@@ -43,6 +43,7 @@ from kfit.losses import (
     squared_hinge,
     unknown_id_error,
 )
+from kfit.variables import MetricVariable, _unwrap
 
 __all__ = [
     "AUC",
@@ -298,6 +299,90 @@ class Metric(torchmetrics.Metric):
 
         return wrapped
 
+    #: True for a subclass written the Keras way (`update_state`/`result`, not
+    #: `update`/`compute`): `update` then takes Keras's argument order.
+    keras_style = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A Keras-style subclass: `update`/`compute` (which torchmetrics wraps with its
+        # bookkeeping and cache) call the user's `update_state`/`result`, and the Keras
+        # names call the wrapped ones, so both spellings count updates and clear the cache.
+        if "update_state" in cls.__dict__ and getattr(cls.update, "__isabstractmethod__", False):
+            cls.keras_style = True
+            cls._keras_update_state = cls.__dict__["update_state"]
+            cls.update = _keras_update
+            cls.update_state = _keras_update_state
+        if "result" in cls.__dict__ and getattr(cls.compute, "__isabstractmethod__", False):
+            cls._keras_result = cls.__dict__["result"]
+            cls.compute = _keras_compute
+            cls.result = Metric.result
+
+    def add_variable(
+        self,
+        shape: tuple[int, ...] | list[int] = (),
+        initializer: Any = "zeros",
+        dtype: Any = None,
+        aggregation: str = "sum",
+        name: str | None = None,
+    ) -> MetricVariable:
+        """Adds a state, Keras style; returns a variable with `assign`/`assign_add`.
+
+        The state is a torchmetrics state: it moves with the metric to the model's device,
+        `reset()` puts it back to its initial value, and it is summed (or averaged, with
+        `aggregation='mean'`) across processes under torchrun.
+
+        Args:
+            shape: the state's shape.
+            initializer: `'zeros'`, `'ones'`, a number, a tensor, or a function
+                `(shape, dtype) -> tensor`.
+            dtype: a torch dtype or its name (default float32).
+            aggregation: `'sum'`, `'mean'`, `'max'`, `'min'` or `'cat'` across processes.
+            name: the state's name (default `variable_<n>`).
+
+        Returns:
+            A `kfit.variables.MetricVariable`.
+
+        Raises:
+            ValueError: for an unknown `initializer` or `aggregation`, or a name in use.
+        """
+        if aggregation not in ("sum", "mean", "max", "min", "cat"):
+            raise ValueError(
+                f"`aggregation` must be 'sum', 'mean', 'max', 'min' or 'cat'; got {aggregation!r}."
+            )
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype or torch.float32
+        shape = tuple(shape)
+        if callable(initializer) and not isinstance(initializer, torch.Tensor):
+            default = torch.as_tensor(initializer(shape, dtype), dtype=dtype)
+        elif isinstance(initializer, str):
+            fills = {"zeros": 0.0, "ones": 1.0}
+            if initializer not in fills:
+                raise ValueError(
+                    f"`initializer` must be 'zeros', 'ones', a number, a tensor or a function; "
+                    f"got {initializer!r}."
+                )
+            default = torch.full(shape, fills[initializer], dtype=dtype)
+        else:
+            default = torch.broadcast_to(torch.as_tensor(initializer, dtype=dtype), shape)
+        name = name or f"variable_{len(self._defaults)}"
+        # Stored apart from the name, which the subclass often gives its attribute too.
+        state = f"keras_variable_{name}"
+        if state in self._defaults:
+            raise ValueError(f"The metric {self.name!r} already has a variable named {name!r}.")
+        self.add_state(state, default.clone(), dist_reduce_fx=aggregation)
+        return MetricVariable(self, state, name)
+
+    def add_weight(
+        self,
+        shape: tuple[int, ...] | list[int] = (),
+        initializer: Any = "zeros",
+        dtype: Any = None,
+        aggregation: str = "sum",
+        name: str | None = None,
+    ) -> MetricVariable:
+        """Keras's older name for `add_variable`."""
+        return self.add_variable(shape, initializer, dtype, aggregation, name)
+
     def update_state(
         self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None = None
     ) -> None:
@@ -381,6 +466,18 @@ class _Accumulator(Metric):
             _is_synced=False,
             _host_count=0,
         )
+
+
+def _keras_update(self: Metric, *args: Any, **kwargs: Any) -> None:
+    self._keras_update_state(*args, **kwargs)
+
+
+def _keras_update_state(self: Metric, *args: Any, **kwargs: Any) -> None:
+    self.update(*args, **kwargs)
+
+
+def _keras_compute(self: Metric) -> Any:
+    return _unwrap(self._keras_result())
 
 
 class Mean(_Accumulator):

@@ -8,12 +8,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from kfit import distributed, lr_finder, saving
+from kfit import distributed, loss_terms, lr_finder, saving
 from kfit import jit as jit_module
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
@@ -146,6 +147,15 @@ class Model(Trainer, nn.Module):
         self._interrupt: Any = None
         self._compile_config: dict[str, Any] = {}
         self._lr_scheduler_callback: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # `kfit.add_loss` in a submodule's forward adds to this model's terms.
+        stack = loss_terms.running_stack()
+        stack.append(self._loss_terms)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            stack.pop()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Calls the wrapped module; a subclass overrides this instead."""
@@ -290,6 +300,12 @@ class Model(Trainer, nn.Module):
         return any(isinstance(p, UninitializedParameter) for p in self.parameters())
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
+        optimizer = optimizers_module.with_keras_attributes(self._make_optimizer())
+        # A spec with step controls sets the scheduled rate and counts the updates itself.
+        optimizer.kfit_counted_outside = self._step_controls is not None
+        return optimizer
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
         source = self._optimizer_source
         params = [p for p in self.parameters() if p.requires_grad]
         if isinstance(source, torch.optim.Optimizer):
@@ -350,6 +366,52 @@ class Model(Trainer, nn.Module):
         if not distributed.is_rank_zero():  # torchrun: one table, from rank 0
             print_fn = None
         summary_module.summary(self, input_size, input_data, print_fn, line_length)
+
+    # ------------------------------------------------------------------ weights
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The model's weights as numpy arrays: copies, in `state_dict()` order.
+
+        The order is the order of `state_dict()`: every parameter and persistent buffer
+        (batch-norm statistics included), module by module as they were registered. The
+        arrays are copies, so keeping them and training on ("restore the best weights")
+        works as in Keras.
+
+        Returns:
+            A list of numpy arrays, one per `state_dict()` entry.
+        """
+        return [tensor.detach().cpu().numpy().copy() for tensor in self.state_dict().values()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Sets the weights from a list like the one `get_weights` returns.
+
+        Args:
+            weights: numpy arrays (or tensors), one per `state_dict()` entry, in that order.
+
+        Raises:
+            ValueError: if the number of arrays differs from the number of weights, or an
+                array's shape differs from its weight's (naming the index and the key).
+        """
+        state = self.state_dict(keep_vars=True)
+        if len(weights) != len(state):
+            raise ValueError(
+                f"`weights` must hold {len(state)} arrays (one per state_dict entry); got "
+                f"{len(weights)}."
+            )
+        sources = []
+        for index, ((key, target), value) in enumerate(zip(state.items(), weights, strict=True)):
+            source = (
+                value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+            )
+            if tuple(source.shape) != tuple(target.shape):
+                raise ValueError(
+                    f"`weights[{index}]` ({key!r}) must have shape {tuple(target.shape)}; "
+                    f"got {tuple(source.shape)}."
+                )
+            sources.append(source)
+        with torch.no_grad():  # every shape checked first: nothing changes on an error
+            for target, source in zip(state.values(), sources, strict=True):
+                target.copy_(source.to(device=target.device, dtype=target.dtype))
 
     # ------------------------------------------------------------------ saving
 

@@ -15,7 +15,7 @@ applied before the update, as Keras does for every optimizer) run on the device 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "AdamW",
     "Adamax",
     "Ftrl",
+    "KerasAttributes",
     "Lion",
     "Nadam",
     "Optimizer",
@@ -41,6 +42,7 @@ __all__ = [
     "get_learning_rate",
     "schedules",
     "set_learning_rate",
+    "with_keras_attributes",
 ]
 
 
@@ -185,7 +187,8 @@ class Optimizer:
             if value is not None and value <= 0:
                 raise ValueError(f"`{key}` must be > 0; got {value}.")
         self.torch_class = torch_class
-        self.learning_rate = float(learning_rate)
+        self._learning_rate = float(learning_rate)
+        self._built: torch.optim.Optimizer | None = None  # `apply` builds it on first use
         self.torch_kwargs = dict(torch_kwargs or {})
         self.weight_decay = weight_decay
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
@@ -196,10 +199,95 @@ class Optimizer:
         kwargs = dict(self.torch_kwargs)
         if self.weight_decay and self.decoupled_decay_in_torch:
             kwargs["weight_decay"] = self.weight_decay
-        optimizer = self.torch_class(list(params), lr=self.learning_rate, **kwargs)
+        optimizer = self.torch_class(list(params), lr=self._learning_rate, **kwargs)
         if self.schedule is not None:  # set_learning_rate refuses it, as Keras does
             optimizer.kfit_lr_schedule = self.schedule  # type: ignore[attr-defined]
-        return optimizer
+        return with_keras_attributes(optimizer)
+
+    # Keras's standalone use: `opt = kfit.optimizers.Adam(1e-4); opt.apply(grads, params)`.
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate (the built optimizer's, once `apply` has built it); settable."""
+        if self._built is not None:
+            return self._built.learning_rate  # type: ignore[attr-defined]
+        if self.schedule is not None:
+            return _scheduled_rate(self.schedule, 0)
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float | Callable[[int], float]) -> None:
+        if self._built is not None:
+            self._built.learning_rate = value  # type: ignore[attr-defined]
+        elif callable(value) and not isinstance(value, bool):
+            self.schedule = value
+        else:
+            if self.schedule is not None:
+                raise TypeError(_SCHEDULED_RATE_NOT_SETTABLE)
+            _check_rate(value)
+            self._learning_rate = float(value)
+
+    lr = learning_rate
+
+    @property
+    def iterations(self) -> int:
+        """The number of updates `apply` has made (0 before the first)."""
+        return 0 if self._built is None else self._built.iterations  # type: ignore[attr-defined]
+
+    def apply(
+        self,
+        grads: Sequence[torch.Tensor | None],
+        trainable_variables: Iterable[torch.nn.Parameter] | None = None,
+    ) -> None:
+        """Updates `trainable_variables` with `grads`, as Keras's `optimizer.apply` does.
+
+        The torch optimizer is built over `trainable_variables` on the first call; later
+        calls update the same parameters (they may be omitted). Clipping, decoupled weight
+        decay and a learning-rate schedule apply as in `compile`;
+        `gradient_accumulation_steps` does not (it belongs to `fit`).
+
+        Args:
+            grads: one gradient per variable (None skips that variable).
+            trainable_variables: the parameters, in the order of `grads`.
+
+        Raises:
+            ValueError: if the numbers of gradients and variables differ, or no variables
+                were ever given.
+        """
+        grads = list(grads)
+        if self._built is None:
+            if trainable_variables is None:
+                raise ValueError(
+                    "The first `apply` needs `trainable_variables`: the parameters to update."
+                )
+            self._built = self.build(trainable_variables)
+        params = (
+            list(trainable_variables)
+            if trainable_variables is not None
+            else [p for g in self._built.param_groups for p in g["params"]]
+        )
+        if len(grads) != len(params):
+            raise ValueError(
+                f"`grads` must hold one gradient per variable ({len(params)}); got {len(grads)}."
+            )
+        with torch.no_grad():
+            for param, grad in zip(params, grads, strict=True):
+                if grad is not None and param.grad is not grad:
+                    param.grad = grad.detach()
+            self.before_step(self._built)
+            self._built.step()
+
+    def apply_gradients(
+        self, grads_and_vars: Iterable[tuple[torch.Tensor | None, torch.nn.Parameter]]
+    ) -> None:
+        """`apply` for `zip(grads, variables)` (Keras's older spelling)."""
+        pairs = list(grads_and_vars)
+        self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clears the gradients of the variables `apply` updates (nothing before it is built)."""
+        if self._built is not None:
+            self._built.zero_grad(set_to_none=set_to_none)
 
     @property
     def has_step_controls(self) -> bool:
@@ -240,8 +328,9 @@ class Optimizer:
         first_group["iterations"] = iteration + 1
         if (iteration + 1) % accumulation:
             return  # still accumulating
-        if self.schedule is not None:
-            rate = _scheduled_rate(self.schedule, iteration)
+        schedule = getattr(optimizer, "kfit_lr_schedule", self.schedule)  # may be reassigned
+        if schedule is not None:
+            rate = _scheduled_rate(schedule, iteration)
             for group in optimizer.param_groups:
                 group["lr"] = rate
         if scaler is None:
@@ -277,8 +366,108 @@ class Optimizer:
                 torch._foreach_mul_(params, 1.0 - self.weight_decay * group["lr"])
 
     def __repr__(self) -> str:
-        rate = self.schedule if self.schedule is not None else self.learning_rate
+        rate = self.schedule if self.schedule is not None else self._learning_rate
         return f"{type(self).__name__}(learning_rate={rate!r})"
+
+
+_SCHEDULED_RATE_NOT_SETTABLE = (
+    "This optimizer was created with a learning-rate schedule, so its learning rate is not "
+    "settable to a number (as in Keras); assign another schedule, or give the optimizer a "
+    "float `learning_rate` to set it from a callback."
+)
+
+
+def _check_rate(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"The learning rate must be a number >= 0; got {value!r}.")
+
+
+class KerasAttributes:
+    """Keras's optimizer attributes on the torch optimizers kfit builds.
+
+    `learning_rate` (alias `lr`) reads the current rate and takes a float (all parameter
+    groups keep their ratios) or a schedule `step -> float`, honoured from the next step;
+    `iterations` counts the updates made. The count lives in the first parameter group
+    (`'iterations'`), so it is saved and restored with the optimizer's `state_dict`.
+    """
+
+    @property
+    def iterations(self) -> int:
+        """The number of updates made so far."""
+        return int(self.param_groups[0].get("iterations", 0))
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate the next update uses (a schedule's value at `iterations`)."""
+        schedule = getattr(self, "kfit_lr_schedule", None)
+        if schedule is not None:
+            return _scheduled_rate(schedule, self.iterations)
+        return get_learning_rate(self)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float | Callable[[int], float]) -> None:
+        if callable(value) and not isinstance(value, bool):
+            rate = _scheduled_rate(value, self.iterations)
+            self.kfit_lr_schedule = value
+            for group in self.param_groups:
+                group["lr"] = rate
+            return
+        set_learning_rate(self, value)
+
+    lr = learning_rate
+
+    def step(self, closure: Any = None) -> Any:
+        """Torch's `step`, after setting a schedule's rate and counting the update."""
+        if not getattr(self, "kfit_counted_outside", False):  # Optimizer.step counts itself
+            group = self.param_groups[0]
+            iteration = group.get("iterations", 0)
+            schedule = getattr(self, "kfit_lr_schedule", None)
+            if schedule is not None:
+                rate = _scheduled_rate(schedule, iteration)
+                for each in self.param_groups:
+                    each["lr"] = rate
+            group["iterations"] = iteration + 1
+        return super().step(closure)  # type: ignore[misc]
+
+
+_KERAS_CLASSES: dict[type, type] = {}
+_KERAS_CLASS_PREFIX = "_KERAS_CLASSES_"
+
+
+def __getattr__(name: str) -> Any:
+    # Unpickling in a new process: the Keras-attribute class of a torch optimizer class.
+    if name.startswith(_KERAS_CLASS_PREFIX):
+        base_name = name.removeprefix(_KERAS_CLASS_PREFIX)
+        base = {"_Lion": _Lion, "_Ftrl": _Ftrl}.get(base_name) or getattr(
+            torch.optim, base_name, None
+        )
+        if isinstance(base, type) and issubclass(base, torch.optim.Optimizer):
+            return _keras_class(base)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _keras_class(cls: type) -> type:
+    keras_cls = _KERAS_CLASSES.get(cls)
+    if keras_cls is None:
+        keras_cls = type(cls.__name__, (KerasAttributes, cls), {"__module__": __name__})
+        keras_cls.__qualname__ = f"{_KERAS_CLASS_PREFIX}{cls.__name__}"
+        globals()[keras_cls.__qualname__] = keras_cls  # picklable by name
+        _KERAS_CLASSES[cls] = keras_cls
+    return keras_cls
+
+
+def with_keras_attributes(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Gives a torch optimizer Keras's `learning_rate`, `lr` and `iterations` (in place).
+
+    Its class becomes a subclass of its own class with `KerasAttributes`, so it is still an
+    instance of its torch class and behaves as before.
+
+    Returns:
+        The same optimizer.
+    """
+    if not isinstance(optimizer, KerasAttributes):
+        optimizer.__class__ = _keras_class(type(optimizer))
+    return optimizer
 
 
 def _scheduled_rate(schedule: Callable[[int], float], step: int) -> float:
@@ -595,14 +784,9 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
     Raises:
         ValueError: if `value` is negative or not a number.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"The learning rate must be a number >= 0; got {value!r}.")
+    _check_rate(value)
     if getattr(optimizer, "kfit_lr_schedule", None) is not None:
-        raise TypeError(
-            "This optimizer was created with a learning-rate schedule, so its learning rate "
-            "is not settable (as in Keras); give the optimizer a float `learning_rate` to set "
-            "it from a callback."
-        )
+        raise TypeError(_SCHEDULED_RATE_NOT_SETTABLE)
     first = float(optimizer.param_groups[0]["lr"])
     for group in optimizer.param_groups:
         group["lr"] = float(value) if first == 0 else float(group["lr"]) * float(value) / first

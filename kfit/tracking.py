@@ -86,15 +86,23 @@ class MetricTracking:
             )
 
     @property
-    def metrics(self) -> list[torchmetrics.Metric]:
+    def metrics(self) -> list[Any]:
         """Every accumulator reset at the start of each epoch and evaluation.
 
-        The loss tracker, each output's loss and each `add_loss` term (when present), the
-        compiled metrics, and any `torchmetrics.Metric` set as an attribute of the model (a
-        custom `train_step`'s trackers, as in Keras).
+        The loss tracker (`name == 'loss'`, with `update_state(loss)`), each output's loss and
+        each `add_loss` term (when present), the compiled metrics, and any
+        `torchmetrics.Metric` set as an attribute of the model (a custom `train_step`'s
+        trackers, as in Keras). Until the compiled metrics are built (on the first batch,
+        which settles `'accuracy'`), they are listed as one `CompiledMetricsContainer`
+        named `compile_metrics`, as in Keras: its `update_state(y, y_pred)` builds and
+        updates them, and its `result()` is a dict that the logs flatten.
         """
         built_in = self._built_in_metrics()
-        return built_in + [metric for _, metric in self._attribute_metrics(built_in)]
+        found = built_in + [metric for _, metric in self._attribute_metrics(built_in)]
+        compiled = getattr(self, "_compiled_metrics", None)
+        if compiled is not None and not compiled.built:
+            found.insert(1, CompiledMetricsContainer(self))
+        return found
 
     def _built_in_metrics(self) -> list[torchmetrics.Metric]:
         found = [self._loss_tracker]
@@ -167,3 +175,38 @@ class MetricTracking:
     def get_metrics_result(self) -> dict[str, Any]:
         """The running `loss` and metrics as Python floats. Sync point."""
         return read_values(self.metric_values())
+
+
+class CompiledMetricsContainer:
+    """The compiled metrics as one Keras-style metric, `compile_metrics` (Keras's name).
+
+    Listed in `model.metrics` until the metrics are built, so that a Keras-style custom step
+    that updates every entry of `self.metrics` updates them too.
+
+    Args:
+        model: the model whose compiled metrics these are.
+    """
+
+    name = "compile_metrics"
+
+    def __init__(self, model: Any):
+        self._model = model
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Builds the compiled metrics on the first call, then updates them all."""
+        model = self._model
+        if model._precision.dtype is not None:
+            y_pred = data_module.map_tree(to_float32, y_pred)
+        with torch.no_grad():
+            if not model._compiled_metrics.built:
+                model._build_metrics(y_true, y_pred)
+            model._compiled_metrics.update(y_true, y_pred, sample_weight)
+
+    def result(self) -> dict[str, torch.Tensor]:
+        """`{metric name: value}` as device tensors."""
+        return self._model._compiled_metrics.results()
+
+    def reset(self) -> None:
+        self._model._compiled_metrics.reset()
+
+    reset_state = reset

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from kfit import data as data_module
-from kfit import distributed
+from kfit import distributed, loss_terms
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
 from kfit.callbacks.progbar_logger import ProgbarLogger
@@ -100,28 +100,33 @@ class Trainer(MetricTracking):
 
     # ------------------------------------------------------------------ steps
 
-    def train_step(self, batch: data_module.Batch) -> dict[str, Any] | None:
-        """One optimisation step on `(x, y, sample_weight)`; updates the loss and metrics.
+    def train_step(self, data: Any) -> dict[str, Any] | None:
+        """One optimisation step on a batch; updates the loss and metrics.
+
+        `data` is the batch as the data yields it: `(x, y)`, `(x, y, sample_weight)` or `(x,)`
+        (arrays give `(x, y)` unless there are sample or class weights);
+        `kfit.utils.unpack_x_y_sample_weight(data)` always gives the three.
 
         Override in a subclass for a custom step (a GAN, a contrastive loss). The helpers
         `call_forward`, `compute_loss`, `apply_gradients` and `update_metrics` keep the
         compiled loss, optimizer and metrics. Return None to log the running loss and metrics
         (`metric_values`), or a dict `{name: tensor or number}` to log that instead: the
-        epoch's values are then the last step's dict, as in Keras.
+        epoch's values are then the last step's dict, as in Keras (a nested dict, such as a
+        compiled-metrics container's `result()`, is flattened).
         """
-        x, y, sample_weight = batch
+        x, y, sample_weight = data_module.unpack(data)
         with self._precision.autocast():  # mixed precision, if compiled with it
             y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.apply_gradients(loss)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
         return None
 
-    def test_step(self, batch: data_module.Batch) -> dict[str, Any] | None:
+    def test_step(self, data: Any) -> dict[str, Any] | None:
         """One evaluation step: forward, loss and metric updates, no gradients.
 
-        Override like `train_step`; it may also return a dict of values to log.
+        Override like `train_step` (`data` as there); it may also return a dict to log.
         """
-        x, y, sample_weight = batch
+        x, y, sample_weight = data_module.unpack(data)
         with self._precision.autocast():
             y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
@@ -145,6 +150,16 @@ class Trainer(MetricTracking):
 
         With `compile(jit_compile=True)` the call goes through `torch.compile` (`kfit.jit`).
         """
+        if torch.compiler.is_compiling():  # inside kfit.jit: the call below collects
+            return self._call_forward(x)
+        stack = loss_terms.running_stack()  # `kfit.add_loss` from submodules adds here
+        stack.append(self._loss_terms)
+        try:
+            return self._call_forward(x)
+        finally:
+            stack.pop()
+
+    def _call_forward(self, x: Any) -> Any:
         jit = self._jit
         if jit is not None and jit.active():
             return jit.forward(self, x)
@@ -174,11 +189,25 @@ class Trainer(MetricTracking):
             and "module" in self._modules
         )
 
-    def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
-        """The step's total loss, as a scalar tensor.
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> torch.Tensor:
+        """The step's total loss, as a scalar tensor (Keras's signature).
 
         It is the compiled loss (`sum(loss_weights[i] * loss_i)` over the outputs) plus every
         `add_loss` term. Also tracks each output's loss and each term for the log.
+
+        Args:
+            x: the inputs (used for the batch size of the `add_loss` terms' log values).
+            y: the targets.
+            y_pred: the model's outputs.
+            sample_weight: per-sample weights, or None.
+            training: accepted for Keras compatibility; the loss is the same either way.
 
         Raises:
             ValueError: when there are no targets for the compiled loss, or nothing to
@@ -425,7 +454,7 @@ class Trainer(MetricTracking):
         first = next(data.batches(batch_size, False, self.device))
         try:
             with _inference(self), self._jit.paused() if self._jit else contextlib.nullcontext():
-                self.test_step(first)
+                self.test_step(data_module.as_yielded(first))
         except Exception:
             # Nothing settled from a batch that failed: the next call decides afresh.
             if self._compiled_loss is not None:
@@ -456,7 +485,7 @@ class Trainer(MetricTracking):
         for step, batch in enumerate(batches):
             if call_begin:
                 callback_list.on_batch_hook(begin, step)
-            step_logs = step_fn(batch)
+            step_logs = step_fn(data_module.as_yielded(batch))
             seen = step + 1
             if call_end:
                 read_running = distributed.local_reads(self._logs_reader(step_logs), self)
@@ -478,7 +507,7 @@ class Trainer(MetricTracking):
                 "A custom train_step/test_step must return None or a dict of values to log; "
                 f"got {type(step_logs).__name__}."
             )
-        return lambda: read_values(step_logs)
+        return lambda: read_values(_flattened(step_logs))
 
     def _batch_stream(
         self,
@@ -711,7 +740,7 @@ class Trainer(MetricTracking):
         self.reset_metrics()
         self.train()
         distributed.prepare_training(self)  # torchrun: gradients averaged across processes
-        step_logs = self.train_step(self._whole_batch(data))
+        step_logs = self.train_step(data_module.as_yielded(self._whole_batch(data)))
         return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
 
     def test_on_batch(
@@ -724,7 +753,7 @@ class Trainer(MetricTracking):
         )
         self.reset_metrics()
         with _inference(self):
-            step_logs = self.test_step(self._whole_batch(data))
+            step_logs = self.test_step(data_module.as_yielded(self._whole_batch(data)))
         return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
 
     def predict_on_batch(self, x: Any) -> Any:
@@ -742,6 +771,19 @@ class Trainer(MetricTracking):
             data_module.move_tree(data.y, self.device),
             data_module.move_tree(data.sample_weight, self.device),
         )
+
+
+def _flattened(logs: dict[str, Any]) -> dict[str, Any]:
+    """A step's logs with nested dicts (a metrics container's `result()`) merged in (Keras)."""
+    if not any(isinstance(value, dict) for value in logs.values()):
+        return logs
+    flat: dict[str, Any] = {}
+    for key, value in logs.items():
+        if isinstance(value, dict):
+            flat.update(_flattened(value))
+        else:
+            flat[key] = value
+    return flat
 
 
 def _concatenate(outputs: list[Any]) -> Any:

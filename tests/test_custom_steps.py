@@ -136,7 +136,7 @@ class HelperStep(kfit.Model):
     """The default step rewritten from the public helpers."""
 
     def train_step(self, batch):
-        x, y, sample_weight = batch
+        x, y, sample_weight = kfit.utils.unpack_x_y_sample_weight(batch)
         y_pred = self.call_forward(x)
         loss = self.compute_loss(x, y, y_pred, sample_weight)
         self.apply_gradients(loss)
@@ -165,7 +165,7 @@ def test_public_helpers_reproduce_the_default_step():
 def test_custom_test_step_returning_a_dict_is_what_evaluate_and_validation_log():
     class Scored(kfit.Model):
         def test_step(self, batch):
-            x, y, _ = batch
+            x, y, _ = kfit.utils.unpack_x_y_sample_weight(batch)
             error = (self(x) - y).abs().max()
             return {"max_error": error}
 

@@ -215,7 +215,7 @@ def test_optimizer_ids_ignore_case(identifier):
 
     model.compile(optimizer=identifier, loss="mse")
 
-    assert type(model.optimizer) is torch.optim.Adam
+    assert isinstance(model.optimizer, torch.optim.Adam)
 
 
 def test_sgd_id_builds_torch_sgd_with_keras_learning_rate():
@@ -223,7 +223,7 @@ def test_sgd_id_builds_torch_sgd_with_keras_learning_rate():
 
     model.compile(optimizer="sgd", loss="mse")
 
-    assert type(model.optimizer) is torch.optim.SGD
+    assert isinstance(model.optimizer, torch.optim.SGD)
     assert model.optimizer.param_groups[0]["lr"] == 0.01
 
 
@@ -233,7 +233,7 @@ def test_rmsprop_id_builds_torch_rmsprop_with_keras_hyper_parameters():
     model.compile(optimizer="rmsprop", loss="mse")
 
     group = model.optimizer.param_groups[0]
-    assert type(model.optimizer) is torch.optim.RMSprop
+    assert isinstance(model.optimizer, torch.optim.RMSprop)
     assert (group["lr"], group["alpha"], group["eps"]) == (1e-3, 0.9, 1e-7)
 
 
@@ -242,7 +242,7 @@ def test_rmsprop_is_the_default_optimizer():
 
     model.compile(loss="mse")
 
-    assert type(model.optimizer) is torch.optim.RMSprop
+    assert isinstance(model.optimizer, torch.optim.RMSprop)
 
 
 def test_compile_accepts_a_torch_optimizer_class():
@@ -250,7 +250,7 @@ def test_compile_accepts_a_torch_optimizer_class():
 
     model.compile(optimizer=torch.optim.Adagrad, loss="mse")
 
-    assert type(model.optimizer) is torch.optim.Adagrad
+    assert isinstance(model.optimizer, torch.optim.Adagrad)
     assert model.optimizer.param_groups[0]["params"] == list(model.parameters())
 
 
@@ -276,7 +276,7 @@ def test_compile_accepts_a_kfit_optimizer_with_options():
 
     model.compile(optimizer=kfit.optimizers.Adam(learning_rate=1e-3, clipnorm=1.0), loss="mse")
 
-    assert type(model.optimizer) is torch.optim.Adam
+    assert isinstance(model.optimizer, torch.optim.Adam)
     assert model.optimizer.param_groups[0]["lr"] == 1e-3
 
 

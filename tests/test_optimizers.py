@@ -70,7 +70,7 @@ def test_string_id_builds_torch_optimizer_with_keras_defaults(identifier, torch_
     optimizer = _compiled(identifier).optimizer
 
     group = optimizer.param_groups[0]
-    assert type(optimizer) is torch_class
+    assert isinstance(optimizer, torch_class)
     assert {key: group[key] for key in expected} == expected
 
 
