@@ -21,7 +21,15 @@ from kfit import losses as losses_module
 from kfit import metrics as metrics_module
 from kfit.data import leaves
 from kfit.losses import _snake_case, match_shapes, reduce_weighted
-from kfit.outputs import OutputSlot, check_tree, output_slots, per_output, select
+from kfit.outputs import (
+    OutputSlot,
+    check_tree,
+    choose_output,
+    is_named_structure,
+    output_slots,
+    per_output,
+    select,
+)
 
 _CROSSENTROPY_IDS = ("crossentropy", "ce")
 
@@ -206,8 +214,15 @@ class CompiledLoss:
         self.unbuild()
 
     def build(self, y_true: Any, y_pred: Any) -> None:
-        """Matches the losses to the outputs of the first batch and settles their ids."""
-        slots = output_slots(y_pred)
+        """Matches the losses to the outputs of the first batch and settles their ids.
+
+        One loss with a plain `y` and a dict/ModelOutput/namedtuple `y_pred` applies to the
+        output `kfit.outputs.choose_output` picks.
+        """
+        if self._applies_to_one_output(y_true, y_pred):
+            slots = [choose_output(y_pred)]
+        else:
+            slots = output_slots(y_pred)
         losses = per_output(self._loss, slots, "loss", broadcast=True)
         if len(slots) == 1 and isinstance(losses[0], list | tuple):
             if len(losses[0]) != 1:
@@ -233,9 +248,26 @@ class CompiledLoss:
         self.slots, self.terms, self.built = slots, terms, True
         self._fused_mean = self._find_fused_mean()
 
+    def _applies_to_one_output(self, y_true: Any, y_pred: Any) -> bool:
+        loss = self._loss
+        single = not isinstance(loss, Mapping | list | tuple) or (
+            isinstance(loss, list | tuple) and len(loss) == 1
+        )
+        return single and isinstance(y_true, torch.Tensor) and is_named_structure(y_pred)
+
+    @property
+    def chosen(self) -> OutputSlot | None:
+        """The one output a plain `y` was matched to, for a dict/namedtuple `y_pred`."""
+        used = [slot for slot, _, _ in self.terms]
+        if len(used) == 1 and (used[0].key is not None or len(self.slots) > 1):
+            return used[0]
+        return None
+
     def _find_fused_mean(self) -> Callable[..., torch.Tensor | None] | None:
         """The one-call batch mean of a single unweighted output's loss, if it has one."""
         if len(self.slots) != 1 or len(self.terms) != 1 or self.terms[0][2] != 1.0:
+            return None
+        if self.slots[0].key is not None:  # one entry of a dict/namedtuple output
             return None
         fn = self.terms[0][1].fn
         if not isinstance(fn, losses_module.LossFunctionWrapper) or fn.reduction not in (
@@ -280,7 +312,7 @@ class CompiledLoss:
                 return loss
         if len(self.slots) == 1 and self.terms:  # one output: no per-output bookkeeping
             slot, output_loss, weight = self.terms[0]
-            if not isinstance(y_true, torch.Tensor):
+            if not (isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor)):
                 y_true, y_pred = select(y_true, slot), select(y_pred, slot)
             loss = output_loss(y_true, y_pred, select(sample_weight, slot))
             return loss if weight == 1.0 else loss * weight
@@ -352,22 +384,36 @@ class CompiledMetrics:
     def names(self) -> list[str]:
         return [name for name, _, _ in self.entries]
 
-    def build(self, y_true: Any, y_pred: Any) -> None:
-        """Creates the accumulators on `y_pred`'s device, settling `'accuracy'` by shape."""
-        slots = output_slots(y_pred)
+    def build(self, y_true: Any, y_pred: Any, chosen: OutputSlot | None = None) -> None:
+        """Creates the accumulators on `y_pred`'s device, settling `'accuracy'` by shape.
+
+        Args:
+            y_true: the first batch's targets.
+            y_pred: the first batch's outputs.
+            chosen: the output the compiled loss was matched to with a plain `y` (for a
+                dict/ModelOutput/namedtuple `y_pred`); metrics given as a list follow it.
+        """
+        single_spec = not any(
+            isinstance(spec, Mapping) for spec in (self._metrics, self._weighted_metrics)
+        )
+        if single_spec and isinstance(y_true, torch.Tensor) and is_named_structure(y_pred):
+            slots = [chosen if chosen is not None else choose_output(y_pred)]
+            slots = [slots[0]._replace(name=None)]
+        else:
+            slots = output_slots(y_pred)
         spread = {
             False: per_output(self._metrics, slots, "metrics", broadcast=False),
             True: per_output(self._weighted_metrics, slots, "weighted_metrics", broadcast=False),
         }
         wanted = {
-            i: [
+            slot.position: [
                 (m, weighted)
                 for weighted in (False, True)
                 for m in _metric_list(
                     spread[weighted][i], "weighted_metrics" if weighted else "metrics"
                 )
             ]
-            for i in range(len(slots))
+            for i, slot in enumerate(slots)
         }
         check_tree(y_true, slots, [s for s in slots if wanted[s.position]], "y")
         device = leaves(y_pred)[0].device
@@ -428,7 +474,7 @@ class CompiledMetrics:
             def update(y_pred, y_true, sample_weight):
                 metric.update(y_pred, y_true)
 
-        if outputs == 1 and slot.name is None:
+        if outputs == 1 and slot.name is None and slot.key is None:
             return update
 
         def update_output(y_pred, y_true, sample_weight):

@@ -77,7 +77,8 @@ class MetricTracking:
             raise ValueError(
                 "The compiled metrics need targets: pass `y` (or a data set that yields (x, y))."
             )
-        compiled.build(y, y_pred)
+        compiled_loss = self._compiled_loss
+        compiled.build(y, y_pred, compiled_loss.chosen if compiled_loss is not None else None)
         clashes = sorted(set(compiled.names) & set(self._loss_terms.trackers))
         if clashes:
             raise ValueError(
