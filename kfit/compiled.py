@@ -42,6 +42,13 @@ _CLASS_INDEX_LOSSES = (
     nn.MultiLabelMarginLoss,
 )
 
+_BINARY_CROSSENTROPIES = (
+    losses_module.binary_crossentropy,
+    losses_module.binary_focal_crossentropy,
+)
+
+_NARROW_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32)
+
 # Probabilistic losses: what their predictions must look like, and the class to suggest.
 _PROBABILISTIC = {
     losses_module.binary_crossentropy: ("binary", "BinaryCrossentropy"),
@@ -62,6 +69,43 @@ def keras_accuracy_kind(y_true: torch.Tensor, y_pred: torch.Tensor) -> str:
     if y_true.dim() < y_pred.dim() or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1):
         return "sparse"
     return "categorical"
+
+
+def check_class_ids(
+    y_true: torch.Tensor, num_classes: int, ignore: int | None, loss_name: str, offset: int = 0
+) -> None:
+    """Raises if a class id in `y_true` is negative or not below `num_classes`.
+
+    A host read of `y_true` (a sync point when it is on a GPU): kfit calls it once on
+    in-memory targets before training, and on each streamed batch while it is still on the
+    host, so a bad label fails before any weight moves (on a GPU it would otherwise be a
+    device-side assert that ends the CUDA context).
+
+    Args:
+        y_true: class ids, `(N,)`, `(N, 1)` or `(N, ...)`.
+        num_classes: the size of the prediction's class axis.
+        ignore: an id that is skipped (`ignore_class`, torch's `ignore_index`), or None.
+        loss_name: the loss, for the message.
+        offset: the index of `y_true`'s first sample in the whole data set.
+
+    Raises:
+        ValueError: naming the first bad value, its position and the number of classes.
+    """
+    bad = (y_true < 0) | (y_true >= num_classes)
+    if ignore is not None:
+        bad &= y_true != ignore
+    if not bool(bad.any()):  # sync point (once per array, or a host batch)
+        return
+    flat = int(bad.reshape(-1).nonzero()[0, 0])
+    position = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), bad.shape))
+    position = (position[0] + offset, *position[1:])
+    value = y_true.reshape(-1)[flat].item()
+    where = position[0] if len(position) == 1 else position
+    raise ValueError(
+        f"`y` holds the class id {value} at position {where}, "
+        f"but the loss {loss_name!r} sees {num_classes} classes (ids 0 to {num_classes - 1}) "
+        "in the model's output. Check the labels, or the size of the model's last layer."
+    )
 
 
 class LossTracker(metrics_module._Accumulator):
@@ -89,6 +133,7 @@ class OutputLoss:
         if not (isinstance(identifier, str) and identifier.lower() in _CROSSENTROPY_IDS):
             self.fn = self._as_loss(losses_module.get(identifier))
         self._unreduced_module: nn.Module | None = None
+        self.class_ids: tuple[int, int | None] | None = None
         self.built = False
 
     def _as_loss(self, fn: Any) -> Any:
@@ -121,7 +166,22 @@ class OutputLoss:
             self._unreduced_module = copy.copy(self.fn)
             self._unreduced_module.reduction = "none"
         self._warn_if_logits(y_pred)
+        self.class_ids = self._class_ids(y_true, y_pred)
+        if self.class_ids is not None:
+            check_class_ids(y_true, *self.class_ids, self.name)
         self.built = True
+
+    def _class_ids(
+        self, y_true: torch.Tensor, y_pred: torch.Tensor
+    ) -> tuple[int, int | None] | None:
+        """`(number of classes, ignored id)` when this loss takes class ids, else None."""
+        if y_pred.dim() < 2 or y_true.is_floating_point() and y_true.shape == y_pred.shape:
+            return None
+        if getattr(self.fn, "fn", None) is losses_module.sparse_categorical_crossentropy:
+            return y_pred.shape[-1], self.fn.fn_kwargs.get("ignore_class")
+        if isinstance(self.fn, nn.CrossEntropyLoss | nn.NLLLoss):
+            return y_pred.shape[1], self.fn.ignore_index  # torch's class axis is 1
+        return None
 
     def unbuild(self) -> None:
         """Forgets what `build` settled (after a first batch that failed)."""
@@ -157,6 +217,8 @@ class OutputLoss:
             return self.fn(y_true, y_pred, sample_weight)  # Keras's reduction, in the Loss
         if not isinstance(self.fn, _CLASS_INDEX_LOSSES):
             y_true, y_pred = match_shapes(y_true, y_pred, self.name)
+        elif y_true.dtype in _NARROW_INTEGERS:  # torch's class-index losses take int64 only
+            y_true = y_true.long()
         if sample_weight is None or self._unreduced_module is None:
             return self.fn(y_pred, y_true)  # a torch loss module: (input, target)
         return reduce_weighted(self._unreduced_module(y_pred, y_true), sample_weight)
@@ -247,6 +309,30 @@ class CompiledLoss:
             }
         self.slots, self.terms, self.built = slots, terms, True
         self._fused_mean = self._find_fused_mean()
+
+    @property
+    def binary_logits(self) -> frozenset[int]:
+        """The positions of the outputs trained with a binary cross-entropy from logits."""
+        positions = set()
+        for slot, output_loss, _ in self.terms:
+            fn = output_loss.fn
+            if isinstance(fn, nn.BCEWithLogitsLoss) or (
+                getattr(fn, "fn", None) in _BINARY_CROSSENTROPIES
+                and fn.fn_kwargs.get("from_logits")
+            ):
+                positions.add(slot.position)
+        return frozenset(positions)
+
+    def check_targets(self, y_true: Any, offset: int = 0) -> None:
+        """Checks the class ids of every output whose loss takes them (see `check_class_ids`).
+
+        A no-op before `build` (the number of classes comes from the first batch's output)
+        and for targets on a GPU after it (use it on host arrays: it reads them).
+        """
+        for slot, output_loss, _ in self.terms:
+            target = select(y_true, slot)
+            if output_loss.class_ids is not None and isinstance(target, torch.Tensor):
+                check_class_ids(target, *output_loss.class_ids, output_loss.name, offset)
 
     def _applies_to_one_output(self, y_true: Any, y_pred: Any) -> bool:
         loss = self._loss
@@ -384,7 +470,13 @@ class CompiledMetrics:
     def names(self) -> list[str]:
         return [name for name, _, _ in self.entries]
 
-    def build(self, y_true: Any, y_pred: Any, chosen: OutputSlot | None = None) -> None:
+    def build(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        chosen: OutputSlot | None = None,
+        binary_logits: frozenset[int] = frozenset(),
+    ) -> None:
         """Creates the accumulators on `y_pred`'s device, settling `'accuracy'` by shape.
 
         Args:
@@ -392,6 +484,8 @@ class CompiledMetrics:
             y_pred: the first batch's outputs.
             chosen: the output the compiled loss was matched to with a plain `y` (for a
                 dict/ModelOutput/namedtuple `y_pred`); metrics given as a list follow it.
+            binary_logits: the positions of the outputs whose loss is a binary cross-entropy
+                from logits: `'accuracy'` and `'binary_accuracy'` there threshold at 0.
         """
         single_spec = not any(
             isinstance(spec, Mapping) for spec in (self._metrics, self._weighted_metrics)
@@ -422,7 +516,12 @@ class CompiledMetrics:
         for slot in slots:
             in_output: set[str] = set()
             for identifier, weighted in wanted[slot.position]:
-                metric, name = self._resolve(identifier, select(y_true, slot), select(y_pred, slot))
+                metric, name = self._resolve(
+                    identifier,
+                    select(y_true, slot),
+                    select(y_pred, slot),
+                    slot.position in binary_logits,
+                )
                 if id(metric) in used_objects:  # one object named for two outputs: a copy each
                     metric = copy.deepcopy(metric)
                 used_objects.add(id(metric))
@@ -490,15 +589,20 @@ class CompiledMetrics:
         self.built = not (_leaves(self._metrics) or _leaves(self._weighted_metrics))
 
     @staticmethod
-    def _resolve(identifier: Any, y_true: torch.Tensor, y_pred: torch.Tensor):
+    def _resolve(identifier: Any, y_true: torch.Tensor, y_pred: torch.Tensor, logits: bool):
+        """The metric object and its name; `logits`: the output's loss takes logits (binary)."""
         if isinstance(identifier, str) and identifier.lower() in metrics_module.ACCURACY_IDS:
             kind = keras_accuracy_kind(y_true, y_pred)
+            if kind == "binary" and logits:  # beyond Keras: a logit of 0 is probability 0.5
+                return metrics_module.BinaryAccuracy(name=identifier, threshold=0.0), identifier
             cls = {
                 "binary": metrics_module.BinaryAccuracy,
                 "sparse": metrics_module.SparseCategoricalAccuracy,
                 "categorical": metrics_module.CategoricalAccuracy,
             }[kind]
             return cls(name=identifier), identifier
+        if isinstance(identifier, str) and identifier.lower() == "binary_accuracy" and logits:
+            return metrics_module.BinaryAccuracy(name=identifier, threshold=0.0), identifier
         resolved = metrics_module.get(identifier)
         if isinstance(identifier, str):
             return resolved, identifier

@@ -345,6 +345,9 @@ class IterableData:
         # A generator is its own iterator; asking a DataLoader for one would start its workers.
         self.one_shot = isinstance(source, Iterator)
         self._iterator: Iterator[Any] | None = None
+        # Called as `check_targets(y, offset)` on each batch's host targets before they move
+        # to the device (the trainer sets it to check class ids against the loss).
+        self.check_targets: Callable[[Tree, int], None] | None = None
 
     def num_batches(self, batch_size: int | None = None) -> int | None:
         try:
@@ -358,11 +361,16 @@ class IterableData:
             iterator = self._iterator
         else:
             iterator = iter(self.source)
+        offset = 0
         for item in iterator:
             x, y, sample_weight = unpack(item)
             x = standardize_dtypes(to_tensor_tree(x, "x"), float_dtype)
             y = standardize_dtypes(to_tensor_tree(y, "y"), float_dtype, is_target=True)
             sample_weight = to_tensor_tree(sample_weight, "sample_weight")
+            if self.check_targets is not None and y is not None:
+                if all(t is None or t.device.type == "cpu" for t in leaves(y)):  # no sync
+                    self.check_targets(y, offset)
+                offset += batch_size_of(x)
             yield move_tree(x, device), move_tree(y, device), move_tree(sample_weight, device)
 
 

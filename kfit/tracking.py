@@ -78,7 +78,10 @@ class MetricTracking:
                 "The compiled metrics need targets: pass `y` (or a data set that yields (x, y))."
             )
         compiled_loss = self._compiled_loss
-        compiled.build(y, y_pred, compiled_loss.chosen if compiled_loss is not None else None)
+        if compiled_loss is None:
+            compiled.build(y, y_pred)
+        else:
+            compiled.build(y, y_pred, compiled_loss.chosen, compiled_loss.binary_logits)
         clashes = sorted(set(compiled.names) & set(self._loss_terms.trackers))
         if clashes:
             raise ValueError(

@@ -355,6 +355,10 @@ class Trainer(MetricTracking):
             train = self._apply_class_weight(train, class_weight)
         train = train.to(self.device) if isinstance(train, ArrayData) else train
         val = val.to(self.device) if isinstance(val, ArrayData) else val
+        if self._compiled_loss is not None:  # streamed class ids, checked on the host
+            for streamed in (train, val):
+                if isinstance(streamed, IterableData):
+                    streamed.check_targets = self._compiled_loss.check_targets
 
         # A custom train_step with the default test_step may not use the compiled loss at
         # all (a GAN): its training data cannot be checked by a test step.
@@ -450,6 +454,8 @@ class Trainer(MetricTracking):
         try:
             with _inference(self), self._jit.paused() if self._jit else contextlib.nullcontext():
                 self.test_step(first)
+            if self._compiled_loss is not None and data.y is not None:
+                self._compiled_loss.check_targets(data.y)  # every class id, once, up front
         except Exception:
             # Nothing settled from a batch that failed: the next call decides afresh.
             if self._compiled_loss is not None:

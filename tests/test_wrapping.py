@@ -187,3 +187,89 @@ def test_output_without_a_loss_takes_none_as_target():
     model.compile("adam", [nn.CrossEntropyLoss(), None])
     history = model.fit(x, [y, None], epochs=1, verbose=0, validation_split=0.25).history
     assert set(history) == {"loss", "val_loss"}
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "int32", "int64"])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "sparse_categorical_crossentropy",
+        kfit.losses.SparseCategoricalCrossentropy(from_logits=True),
+        nn.CrossEntropyLoss(),
+    ],
+    ids=["id", "kfit_logits", "torch"],
+)
+def test_every_integer_label_dtype_trains_sparse_losses_and_metrics(dtype, loss):
+    x, y = _data()
+    layers = [nn.Linear(FEATURES, CLASSES)]
+    if loss == "sparse_categorical_crossentropy":
+        layers.append(nn.Softmax(-1))
+    model = kfit.Sequential(*layers)
+    metrics = ["accuracy", kfit.metrics.SparseTopKCategoricalAccuracy(k=2)]
+    model.compile("sgd", loss, metrics=metrics)
+    logs = model.fit(x, y.astype(dtype), verbose=0).history
+    assert np.isfinite(logs["loss"][0])
+    assert set(logs) == {"loss", "accuracy", "sparse_top_k_categorical_accuracy"}
+
+
+def _bad_labels():
+    x, y = _data()
+    y[37] = CLASSES + 4
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "loss", ["sparse_categorical_crossentropy", nn.CrossEntropyLoss()], ids=["kfit", "torch"]
+)
+def test_out_of_range_label_fails_before_any_weight_moves(loss):
+    x, y = _bad_labels()
+    model = kfit.Sequential(nn.Linear(FEATURES, CLASSES), nn.Softmax(-1))
+    model.compile("sgd", loss)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"class id 7 at position 37.* 3 classes"):
+        model.fit(x, y, batch_size=8, verbose=0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_negative_label_in_a_stream_fails_with_its_position_before_the_copy():
+    x, y = _data()
+    y[29] = -2
+    stream = DataLoader(list(zip(torch.tensor(x), torch.tensor(y), strict=True)), batch_size=8)
+    model = kfit.Sequential(nn.Linear(FEATURES, CLASSES))
+    model.compile("sgd", kfit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match=r"class id -2 at position 29"):
+        model.fit(stream, verbose=0)
+
+
+def test_ignore_class_is_not_out_of_range():
+    x, y = _data()
+    y[5] = -1
+    model = kfit.Sequential(nn.Linear(FEATURES, CLASSES))
+    model.compile(
+        "sgd", kfit.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
+    )
+    assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [kfit.losses.BinaryCrossentropy(from_logits=True), nn.BCEWithLogitsLoss()],
+    ids=["kfit", "torch"],
+)
+def test_accuracy_with_a_from_logits_binary_loss_thresholds_at_logit_zero(loss):
+    x, _ = _data()
+    y = (x[:, :1] > 0.3).astype("float32")
+    model = kfit.Sequential(nn.Linear(FEATURES, 1))
+    model.compile("sgd", loss, metrics=["accuracy", "binary_accuracy"])
+    _, accuracy, binary_accuracy = model.evaluate(x, y, verbose=0)
+    expected = float(((model.predict(x, verbose=0) > 0) == (y > 0.5)).mean())
+    assert accuracy == pytest.approx(expected)
+    assert binary_accuracy == pytest.approx(expected)
+
+
+def test_integer_labels_under_categorical_crossentropy_suggest_the_sparse_loss():
+    x, y = _data()
+    model = kfit.Sequential(nn.Linear(FEATURES, CLASSES), nn.Softmax(-1))
+    model.compile("sgd", "categorical_crossentropy")
+    with pytest.raises(ValueError, match="use `sparse_categorical_crossentropy`"):
+        model.fit(x, y, verbose=0)
