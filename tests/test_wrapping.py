@@ -273,3 +273,57 @@ def test_integer_labels_under_categorical_crossentropy_suggest_the_sparse_loss()
     model.compile("sgd", "categorical_crossentropy")
     with pytest.raises(ValueError, match="use `sparse_categorical_crossentropy`"):
         model.fit(x, y, verbose=0)
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Linear(FEATURES, 4), nn.ReLU(), nn.Linear(4, CLASSES))
+
+
+@pytest.mark.parametrize("prefix", ["", "module."], ids=["plain", "ddp_prefixed"])
+def test_load_weights_reads_a_plain_module_state_dict(tmp_path, prefix):
+    source = _net()
+    torch.save({prefix + k: v for k, v in source.state_dict().items()}, tmp_path / "raw.pt")
+    model = kfit.Model(_net())
+    model.load_weights(tmp_path / "raw.pt")
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.module.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_save_weights_writes_a_file_the_bare_module_loads(tmp_path, suffix):
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors")
+    model = kfit.Model(_net())
+    model.save_weights(tmp_path / f"w{suffix}")
+    bare = _net()
+    if suffix == ".pt":
+        bare.load_state_dict(torch.load(tmp_path / "w.pt"))
+    else:
+        from safetensors.torch import load_file
+
+        bare.load_state_dict(load_file(tmp_path / "w.safetensors"))
+    for key, value in model.module.state_dict().items():
+        assert torch.equal(bare.state_dict()[key], value)
+
+
+def test_mismatch_error_is_short_and_suggests_skip_mismatch(tmp_path):
+    big = nn.Sequential(*[nn.Linear(4, 4) for _ in range(40)])
+    torch.save(big.state_dict(), tmp_path / "big.pt")
+    model = kfit.Model(_net())
+    with pytest.raises(ValueError, match="skip_mismatch=True") as error:
+        model.load_weights(tmp_path / "big.pt")
+    message = str(error.value)
+    assert "76 unexpected keys" in message  # 0.* and 2.* exist in both
+    assert "and 71 more" in message
+    assert len(message) < 700
+
+
+def test_skip_mismatch_loads_what_matches_and_warns_about_the_rest(tmp_path):
+    source = nn.Sequential(nn.Linear(FEATURES, 4), nn.ReLU(), nn.Linear(4, CLASSES + 2))
+    torch.save(source.state_dict(), tmp_path / "other_head.pt")
+    model = kfit.Model(_net())
+    head_before = model.module[2].weight.detach().clone()
+    with pytest.warns(UserWarning, match=r"2 weights of other shapes \['module.2.bias'"):
+        model.load_weights(tmp_path / "other_head.pt", skip_mismatch=True)
+    assert torch.equal(model.module[0].weight, source[0].weight)
+    assert torch.equal(model.module[2].weight, head_before)
