@@ -327,3 +327,30 @@ def test_skip_mismatch_loads_what_matches_and_warns_about_the_rest(tmp_path):
         model.load_weights(tmp_path / "other_head.pt", skip_mismatch=True)
     assert torch.equal(model.module[0].weight, source[0].weight)
     assert torch.equal(model.module[2].weight, head_before)
+
+
+def _vision(name: str):
+    """Imports torchvision or timm, or skips: their PyPI wheels need a CUDA torch build."""
+    try:
+        return __import__(name)
+    except (ImportError, RuntimeError) as error:  # torchvision::nms missing on CPU torch
+        pytest.skip(f"{name} does not import beside this torch build: {error}")
+
+
+def test_torchvision_resnet_trains_and_saves_plain_weights(tmp_path):
+    torchvision = _vision("torchvision")
+    model = kfit.Model(torchvision.models.resnet18(weights=None, num_classes=CLASSES))
+    model.compile("adam", kfit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images = np.random.default_rng(0).normal(size=(8, 3, 32, 32)).astype("float32")
+    model.fit(images, np.arange(8) % CLASSES, verbose=0)
+    model.save_weights(tmp_path / "resnet.pt")
+    bare = torchvision.models.resnet18(weights=None, num_classes=CLASSES)
+    bare.load_state_dict(torch.load(tmp_path / "resnet.pt"))
+
+
+def test_timm_model_trains():
+    timm = _vision("timm")
+    model = kfit.Model(timm.create_model("resnet18", pretrained=False, num_classes=CLASSES))
+    model.compile("adam", kfit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images = np.random.default_rng(0).normal(size=(8, 3, 32, 32)).astype("float32")
+    assert np.isfinite(model.fit(images, np.arange(8) % CLASSES, verbose=0).history["loss"][0])
