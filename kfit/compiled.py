@@ -21,7 +21,15 @@ from kfit import losses as losses_module
 from kfit import metrics as metrics_module
 from kfit.data import leaves
 from kfit.losses import _snake_case, match_shapes, reduce_weighted
-from kfit.outputs import OutputSlot, check_tree, output_slots, per_output, select
+from kfit.outputs import (
+    OutputSlot,
+    check_tree,
+    choose_output,
+    is_named_structure,
+    output_slots,
+    per_output,
+    select,
+)
 
 _CROSSENTROPY_IDS = ("crossentropy", "ce")
 
@@ -33,6 +41,13 @@ _CLASS_INDEX_LOSSES = (
     nn.CTCLoss,
     nn.MultiLabelMarginLoss,
 )
+
+_BINARY_CROSSENTROPIES = (
+    losses_module.binary_crossentropy,
+    losses_module.binary_focal_crossentropy,
+)
+
+_NARROW_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32)
 
 # Probabilistic losses: what their predictions must look like, and the class to suggest.
 _PROBABILISTIC = {
@@ -54,6 +69,43 @@ def keras_accuracy_kind(y_true: torch.Tensor, y_pred: torch.Tensor) -> str:
     if y_true.dim() < y_pred.dim() or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1):
         return "sparse"
     return "categorical"
+
+
+def check_class_ids(
+    y_true: torch.Tensor, num_classes: int, ignore: int | None, loss_name: str, offset: int = 0
+) -> None:
+    """Raises if a class id in `y_true` is negative or not below `num_classes`.
+
+    A host read of `y_true` (a sync point when it is on a GPU): kfit calls it once on
+    in-memory targets before training, and on each streamed batch while it is still on the
+    host, so a bad label fails before any weight moves (on a GPU it would otherwise be a
+    device-side assert that ends the CUDA context).
+
+    Args:
+        y_true: class ids, `(N,)`, `(N, 1)` or `(N, ...)`.
+        num_classes: the size of the prediction's class axis.
+        ignore: an id that is skipped (`ignore_class`, torch's `ignore_index`), or None.
+        loss_name: the loss, for the message.
+        offset: the index of `y_true`'s first sample in the whole data set.
+
+    Raises:
+        ValueError: naming the first bad value, its position and the number of classes.
+    """
+    bad = (y_true < 0) | (y_true >= num_classes)
+    if ignore is not None:
+        bad &= y_true != ignore
+    if not bool(bad.any()):  # sync point (once per array, or a host batch)
+        return
+    flat = int(bad.reshape(-1).nonzero()[0, 0])
+    position = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), bad.shape))
+    position = (position[0] + offset, *position[1:])
+    value = y_true.reshape(-1)[flat].item()
+    where = position[0] if len(position) == 1 else position
+    raise ValueError(
+        f"`y` holds the class id {value} at position {where}, "
+        f"but the loss {loss_name!r} sees {num_classes} classes (ids 0 to {num_classes - 1}) "
+        "in the model's output. Check the labels, or the size of the model's last layer."
+    )
 
 
 class LossTracker(metrics_module._Accumulator):
@@ -93,6 +145,7 @@ class OutputLoss:
         if not (isinstance(identifier, str) and identifier.lower() in _CROSSENTROPY_IDS):
             self.fn = self._as_loss(losses_module.get(identifier))
         self._unreduced_module: nn.Module | None = None
+        self.class_ids: tuple[int, int | None] | None = None
         self.built = False
 
     def _as_loss(self, fn: Any) -> Any:
@@ -125,7 +178,22 @@ class OutputLoss:
             self._unreduced_module = copy.copy(self.fn)
             self._unreduced_module.reduction = "none"
         self._warn_if_logits(y_pred)
+        self.class_ids = self._class_ids(y_true, y_pred)
+        if self.class_ids is not None:
+            check_class_ids(y_true, *self.class_ids, self.name)
         self.built = True
+
+    def _class_ids(
+        self, y_true: torch.Tensor, y_pred: torch.Tensor
+    ) -> tuple[int, int | None] | None:
+        """`(number of classes, ignored id)` when this loss takes class ids, else None."""
+        if y_pred.dim() < 2 or y_true.is_floating_point() and y_true.shape == y_pred.shape:
+            return None
+        if getattr(self.fn, "fn", None) is losses_module.sparse_categorical_crossentropy:
+            return y_pred.shape[-1], self.fn.fn_kwargs.get("ignore_class")
+        if isinstance(self.fn, nn.CrossEntropyLoss | nn.NLLLoss):
+            return y_pred.shape[1], self.fn.ignore_index  # torch's class axis is 1
+        return None
 
     def unbuild(self) -> None:
         """Forgets what `build` settled (after a first batch that failed)."""
@@ -161,6 +229,8 @@ class OutputLoss:
             return self.fn(y_true, y_pred, sample_weight)  # Keras's reduction, in the Loss
         if not isinstance(self.fn, _CLASS_INDEX_LOSSES):
             y_true, y_pred = match_shapes(y_true, y_pred, self.name)
+        elif y_true.dtype in _NARROW_INTEGERS:  # torch's class-index losses take int64 only
+            y_true = y_true.long()
         if sample_weight is None or self._unreduced_module is None:
             return self.fn(y_pred, y_true)  # a torch loss module: (input, target)
         return reduce_weighted(self._unreduced_module(y_pred, y_true), sample_weight)
@@ -218,8 +288,15 @@ class CompiledLoss:
         self.unbuild()
 
     def build(self, y_true: Any, y_pred: Any) -> None:
-        """Matches the losses to the outputs of the first batch and settles their ids."""
-        slots = output_slots(y_pred)
+        """Matches the losses to the outputs of the first batch and settles their ids.
+
+        One loss with a plain `y` and a dict/ModelOutput/namedtuple `y_pred` applies to the
+        output `kfit.outputs.choose_output` picks.
+        """
+        if self._applies_to_one_output(y_true, y_pred):
+            slots = [choose_output(y_pred)]
+        else:
+            slots = output_slots(y_pred)
         losses = per_output(self._loss, slots, "loss", broadcast=True)
         if len(slots) == 1 and isinstance(losses[0], list | tuple):
             if len(losses[0]) != 1:
@@ -245,9 +322,50 @@ class CompiledLoss:
         self.slots, self.terms, self.built = slots, terms, True
         self._fused_mean = self._find_fused_mean()
 
+    @property
+    def binary_logits(self) -> frozenset[int]:
+        """The positions of the outputs trained with a binary cross-entropy from logits."""
+        positions = set()
+        for slot, output_loss, _ in self.terms:
+            fn = output_loss.fn
+            if isinstance(fn, nn.BCEWithLogitsLoss) or (
+                getattr(fn, "fn", None) in _BINARY_CROSSENTROPIES
+                and fn.fn_kwargs.get("from_logits")
+            ):
+                positions.add(slot.position)
+        return frozenset(positions)
+
+    def check_targets(self, y_true: Any, offset: int = 0) -> None:
+        """Checks the class ids of every output whose loss takes them (see `check_class_ids`).
+
+        A no-op before `build` (the number of classes comes from the first batch's output)
+        and for targets on a GPU after it (use it on host arrays: it reads them).
+        """
+        for slot, output_loss, _ in self.terms:
+            target = select(y_true, slot)
+            if output_loss.class_ids is not None and isinstance(target, torch.Tensor):
+                check_class_ids(target, *output_loss.class_ids, output_loss.name, offset)
+
+    def _applies_to_one_output(self, y_true: Any, y_pred: Any) -> bool:
+        loss = self._loss
+        single = not isinstance(loss, Mapping | list | tuple) or (
+            isinstance(loss, list | tuple) and len(loss) == 1
+        )
+        return single and isinstance(y_true, torch.Tensor) and is_named_structure(y_pred)
+
+    @property
+    def chosen(self) -> OutputSlot | None:
+        """The one output a plain `y` was matched to, for a dict/namedtuple `y_pred`."""
+        used = [slot for slot, _, _ in self.terms]
+        if len(used) == 1 and (used[0].key is not None or len(self.slots) > 1):
+            return used[0]
+        return None
+
     def _find_fused_mean(self) -> Callable[..., torch.Tensor | None] | None:
         """The one-call batch mean of a single unweighted output's loss, if it has one."""
         if len(self.slots) != 1 or len(self.terms) != 1 or self.terms[0][2] != 1.0:
+            return None
+        if self.slots[0].key is not None:  # one entry of a dict/namedtuple output
             return None
         fn = self.terms[0][1].fn
         if not isinstance(fn, losses_module.LossFunctionWrapper) or fn.reduction not in (
@@ -292,7 +410,7 @@ class CompiledLoss:
                 return loss
         if len(self.slots) == 1 and self.terms:  # one output: no per-output bookkeeping
             slot, output_loss, weight = self.terms[0]
-            if not isinstance(y_true, torch.Tensor):
+            if not (isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor)):
                 y_true, y_pred = select(y_true, slot), select(y_pred, slot)
             loss = output_loss(y_true, y_pred, select(sample_weight, slot))
             return loss if weight == 1.0 else loss * weight
@@ -364,22 +482,44 @@ class CompiledMetrics:
     def names(self) -> list[str]:
         return [name for name, _, _ in self.entries]
 
-    def build(self, y_true: Any, y_pred: Any) -> None:
-        """Creates the accumulators on `y_pred`'s device, settling `'accuracy'` by shape."""
-        slots = output_slots(y_pred)
+    def build(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        chosen: OutputSlot | None = None,
+        binary_logits: frozenset[int] = frozenset(),
+    ) -> None:
+        """Creates the accumulators on `y_pred`'s device, settling `'accuracy'` by shape.
+
+        Args:
+            y_true: the first batch's targets.
+            y_pred: the first batch's outputs.
+            chosen: the output the compiled loss was matched to with a plain `y` (for a
+                dict/ModelOutput/namedtuple `y_pred`); metrics given as a list follow it.
+            binary_logits: the positions of the outputs whose loss is a binary cross-entropy
+                from logits: `'accuracy'` and `'binary_accuracy'` there threshold at 0.
+        """
+        single_spec = not any(
+            isinstance(spec, Mapping) for spec in (self._metrics, self._weighted_metrics)
+        )
+        if single_spec and isinstance(y_true, torch.Tensor) and is_named_structure(y_pred):
+            slots = [chosen if chosen is not None else choose_output(y_pred)]
+            slots = [slots[0]._replace(name=None)]
+        else:
+            slots = output_slots(y_pred)
         spread = {
             False: per_output(self._metrics, slots, "metrics", broadcast=False),
             True: per_output(self._weighted_metrics, slots, "weighted_metrics", broadcast=False),
         }
         wanted = {
-            i: [
+            slot.position: [
                 (m, weighted)
                 for weighted in (False, True)
                 for m in _metric_list(
                     spread[weighted][i], "weighted_metrics" if weighted else "metrics"
                 )
             ]
-            for i in range(len(slots))
+            for i, slot in enumerate(slots)
         }
         check_tree(y_true, slots, [s for s in slots if wanted[s.position]], "y")
         device = leaves(y_pred)[0].device
@@ -388,7 +528,12 @@ class CompiledMetrics:
         for slot in slots:
             in_output: set[str] = set()
             for identifier, weighted in wanted[slot.position]:
-                metric, name = self._resolve(identifier, select(y_true, slot), select(y_pred, slot))
+                metric, name = self._resolve(
+                    identifier,
+                    select(y_true, slot),
+                    select(y_pred, slot),
+                    slot.position in binary_logits,
+                )
                 if id(metric) in used_objects:  # one object named for two outputs: a copy each
                     metric = copy.deepcopy(metric)
                 used_objects.add(id(metric))
@@ -445,7 +590,7 @@ class CompiledMetrics:
             def update(y_pred, y_true, sample_weight):
                 metric.update(y_pred, y_true)
 
-        if outputs == 1 and slot.name is None:
+        if outputs == 1 and slot.name is None and slot.key is None:
             return update
 
         def update_output(y_pred, y_true, sample_weight):
@@ -461,15 +606,20 @@ class CompiledMetrics:
         self.built = not (_leaves(self._metrics) or _leaves(self._weighted_metrics))
 
     @staticmethod
-    def _resolve(identifier: Any, y_true: torch.Tensor, y_pred: torch.Tensor):
+    def _resolve(identifier: Any, y_true: torch.Tensor, y_pred: torch.Tensor, logits: bool):
+        """The metric object and its name; `logits`: the output's loss takes logits (binary)."""
         if isinstance(identifier, str) and identifier.lower() in metrics_module.ACCURACY_IDS:
             kind = keras_accuracy_kind(y_true, y_pred)
+            if kind == "binary" and logits:  # beyond Keras: a logit of 0 is probability 0.5
+                return metrics_module.BinaryAccuracy(name=identifier, threshold=0.0), identifier
             cls = {
                 "binary": metrics_module.BinaryAccuracy,
                 "sparse": metrics_module.SparseCategoricalAccuracy,
                 "categorical": metrics_module.CategoricalAccuracy,
             }[kind]
             return cls(name=identifier), identifier
+        if isinstance(identifier, str) and identifier.lower() == "binary_accuracy" and logits:
+            return metrics_module.BinaryAccuracy(name=identifier, threshold=0.0), identifier
         resolved = metrics_module.get(identifier)
         if isinstance(identifier, str):
             return resolved, identifier

@@ -27,13 +27,19 @@ _ON_DEVICE_SHARE = 0.25
 
 
 def map_tree(fn: Callable[[Any], Any], tree: Tree) -> Tree:
-    """Applies `fn` to every leaf of a tuple/list/dict structure."""
+    """Applies `fn` to every leaf of a tuple/list/dict/namedtuple structure; None stays None.
+
+    (A None leaf is an output without a target: `fit(x, [y, None])` with `loss=[fn, None]`.)
+    """
     if isinstance(tree, torch.Tensor):
         return fn(tree)
+    if tree is None:
+        return None
     if isinstance(tree, Mapping):
         return {key: map_tree(fn, value) for key, value in tree.items()}
     if isinstance(tree, tuple | list):
-        return type(tree)(map_tree(fn, value) for value in tree)
+        mapped = [map_tree(fn, value) for value in tree]
+        return type(tree)(*mapped) if hasattr(tree, "_fields") else type(tree)(mapped)
     return fn(tree)
 
 
@@ -110,13 +116,15 @@ def num_samples(x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> int:
     lengths: dict[str, int] = {}
     for name, tree in (("x", x), ("y", y), ("sample_weight", sample_weight)):
         for leaf in leaves(tree) if tree is not None else []:
+            if leaf is None:  # an output without a target
+                continue
             if leaf.dim() == 0:
                 raise ValueError(f"`{name}` must have a batch axis; got a scalar.")
             lengths.setdefault(name, leaf.shape[0])
             if leaf.shape[0] != lengths[name]:
                 raise ValueError(
                     f"All arrays in `{name}` must have the same length; got "
-                    f"{[t.shape[0] for t in leaves(tree)]}."
+                    f"{[t.shape[0] for t in leaves(tree) if t is not None]}."
                 )
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{k}: {v}" for k, v in lengths.items())
@@ -190,8 +198,26 @@ def prefetch_to_cuda(batches: Iterable[Batch], device: torch.device) -> Iterator
         yield hand_over(*pending)
 
 
+# Keys of a dict batch (HuggingFace datasets and collators) that hold the targets.
+LABEL_KEYS = ("labels", "label")
+
+
 def unpack(data: Any) -> Batch:
-    """Splits what a data set yields into `(x, y, sample_weight)`, as Keras does."""
+    """Splits what a data set yields into `(x, y, sample_weight)`, as Keras does.
+
+    A dict batch (as HuggingFace datasets and collators yield, `{"input_ids", "attention_mask",
+    "labels"}`) is `x` whole; its `labels` (or `label`) entry is also `y`. The model is called
+    with the dict's entries as keyword arguments; a label key its `forward` does not accept is
+    left out of the call (see `Model.call_forward`). A dict without a label key is `x` alone.
+    """
+    if isinstance(data, Mapping):
+        label_keys = [key for key in LABEL_KEYS if key in data]
+        if len(label_keys) > 1:
+            raise ValueError(
+                f"A dict batch has both {label_keys[0]!r} and {label_keys[1]!r} keys; kfit takes "
+                "the target from one of them. Drop one, or yield (x, y) tuples."
+            )
+        return data, (data[label_keys[0]] if label_keys else None), None
     if isinstance(data, tuple | list):
         if len(data) == 1:
             return data[0], None, None
@@ -330,6 +356,9 @@ class IterableData:
         # A generator is its own iterator; asking a DataLoader for one would start its workers.
         self.one_shot = isinstance(source, Iterator)
         self._iterator: Iterator[Any] | None = None
+        # Called as `check_targets(y, offset)` on each batch's host targets before they move
+        # to the device (the trainer sets it to check class ids against the loss).
+        self.check_targets: Callable[[Tree, int], None] | None = None
 
     def num_batches(self, batch_size: int | None = None) -> int | None:
         try:
@@ -343,11 +372,16 @@ class IterableData:
             iterator = self._iterator
         else:
             iterator = iter(self.source)
+        offset = 0
         for item in iterator:
             x, y, sample_weight = unpack(item)
             x = standardize_dtypes(to_tensor_tree(x, "x"), float_dtype)
             y = standardize_dtypes(to_tensor_tree(y, "y"), float_dtype, is_target=True)
             sample_weight = to_tensor_tree(sample_weight, "sample_weight")
+            if self.check_targets is not None and y is not None:
+                if all(t is None or t.device.type == "cpu" for t in leaves(y)):  # no sync
+                    self.check_targets(y, offset)
+                offset += batch_size_of(x)
             yield move_tree(x, device), move_tree(y, device), move_tree(sample_weight, device)
 
 

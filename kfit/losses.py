@@ -90,9 +90,18 @@ def match_shapes(
     elif y_true.dim() == y_pred.dim() + 1 and y_true.shape[-1] == 1:
         y_true = y_true.squeeze(-1)
     if y_true.shape != y_pred.shape:
+        hint = ""
+        class_ids = y_true.shape == y_pred.shape[:-1] or (
+            y_true.shape[:-1] == y_pred.shape[:-1] and y_true.shape[-1] == 1
+        )
+        if class_ids and y_pred.shape[-1] > 1 and fn_name == "categorical_crossentropy":
+            hint = (
+                f". y_true looks like integer class ids: use `sparse_{fn_name}` for those, or "
+                "one-hot encode them"
+            )
         raise ValueError(
             f"`{fn_name}` needs y_true and y_pred of the same shape; got y_true "
-            f"{tuple(y_true.shape)} and y_pred {tuple(y_pred.shape)}."
+            f"{tuple(y_true.shape)} and y_pred {tuple(y_pred.shape)}{hint}."
         )
     if y_true.dtype != y_pred.dtype:
         y_true = y_true.to(y_pred.dtype)
@@ -113,7 +122,7 @@ def sparse_labels(y_true: torch.Tensor, y_pred: torch.Tensor, fn_name: str) -> t
             f"(or with a trailing axis of 1) for y_pred of shape {tuple(y_pred.shape)}; "
             f"got y_true {tuple(y_true.shape)}."
         )
-    if y_true.is_floating_point():
+    if y_true.dtype != torch.long:  # floats, and uint8/int8/int16/int32 class ids
         y_true = y_true.long()
     return y_true
 

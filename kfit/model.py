@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -416,26 +416,62 @@ class Model(Trainer, nn.Module):
     # ------------------------------------------------------------------ saving
 
     def save_weights(self, filepath: str | os.PathLike) -> None:
-        """Saves the module's `state_dict` (atomically; `.safetensors` or torch format).
+        """Saves the weights (atomically; `.safetensors` or torch format).
+
+        For a `kfit.Model` wrapping a module the file holds that module's own `state_dict`
+        (no `module.` prefix), so plain PyTorch loads it:
+        `module.load_state_dict(torch.load(filepath))`. A subclass that defines its layers
+        itself saves its own `state_dict`.
 
         Args:
             filepath: where to write; a `.safetensors` suffix selects that format.
         """
         if distributed.is_rank_zero():  # torchrun: one process writes (see `load_weights`)
-            saving.save_tensors(self.state_dict(), filepath)
+            state = self.state_dict()
+            if state and all(key.startswith("module.") for key in state):
+                state = self._modules["module"].state_dict()
+            saving.save_tensors(state, filepath)
 
-    def load_weights(self, filepath: str | os.PathLike) -> None:
-        """Loads weights saved by `save_weights` (or any `torch.save(state_dict)` file).
+    def load_weights(self, filepath: str | os.PathLike, skip_mismatch: bool = False) -> None:
+        """Loads weights from `save_weights`, `save`, or a plain `torch.save(state_dict)` file.
+
+        A plain file of the wrapped module's `state_dict` loads with or without the `module.`
+        prefix (a file from `DataParallel`/DDP has it).
+
+        Args:
+            filepath: the file.
+            skip_mismatch: load the weights whose names and shapes match and warn about the
+                rest (Keras's option), instead of raising.
 
         Raises:
-            ValueError: if the file was made for another architecture (listing the missing,
-                unexpected and mismatched keys) or holds pickled objects other than tensors.
+            ValueError: if the file was made for another architecture (counting the missing,
+                unexpected and mismatched keys, with the first few of each) or holds pickled
+                objects other than tensors.
         """
         distributed.barrier()  # torchrun: until rank 0 has written what it was saving
         state = saving.load_tensors(filepath)
         if isinstance(state, dict) and state.get("format") == saving.FORMAT:
             state = state["weights"]
-        saving.check_state_dict(self, state, f"{str(filepath)!r}")
+        expected = self.state_dict()
+        state = saving.align_prefix(state, expected)
+        source = f"{str(filepath)!r}"
+        if skip_mismatch and isinstance(state, Mapping):
+            missing, unexpected, mismatched = saving.state_dict_differences(self, state)
+            skipped = {item.split(":")[0] for item in mismatched}
+            state = {k: v for k, v in state.items() if k in expected and k not in skipped}
+            if missing or unexpected or mismatched:
+                warnings.warn(
+                    f"load_weights(skip_mismatch=True) skipped, from {source}: "
+                    f"{len(mismatched)} weights of other shapes {sorted(skipped)[:5]}, "
+                    f"{len(unexpected)} unknown keys {unexpected[:5]}; "
+                    f"{len(missing)} of the model's weights were not in the file {missing[:5]}.",
+                    stacklevel=2,
+                )
+            self.load_state_dict(state, strict=False)
+            return
+        saving.check_state_dict(
+            self, state, source, " Pass skip_mismatch=True to load the weights that match."
+        )
         self.load_state_dict(state)
 
     def save(self, filepath: str | os.PathLike) -> None:

@@ -5,6 +5,11 @@ named by their keys (in the dict's order); tuple/list outputs are named `output_
 `output_2`, ... (tf.keras 2's names: Keras 3 leaves a subclassed model's tuple outputs unnamed,
 which makes two outputs' log keys collide). Names prefix the log keys (`output_1_loss`,
 `out_a_mae`) only when there is more than one output.
+
+A model that returns a dict, a HuggingFace `ModelOutput` or a namedtuple, trained with one
+loss and a plain `y` (one array), is trained on one of its outputs, chosen by `choose_output`:
+the only tensor (a `loss` entry aside), else the `logits` entry; the other entries (hidden
+states, attentions) are ignored by the loss and metrics and returned by `predict`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ def output_slots(y_pred: Any) -> list[OutputSlot]:
     if isinstance(y_pred, Mapping):
         items = list(y_pred.items())
         slots = [OutputSlot(str(key), i, key) for i, (key, _) in enumerate(items)]
+    elif isinstance(y_pred, tuple) and hasattr(y_pred, "_fields"):  # a namedtuple
+        items = list(zip(y_pred._fields, y_pred, strict=True))
+        slots = [OutputSlot(name, i, name) for i, name in enumerate(y_pred._fields)]
     elif isinstance(y_pred, tuple | list):
         items = list(enumerate(y_pred))
         slots = [OutputSlot(f"output_{i + 1}", i) for i in range(len(y_pred))]
@@ -59,6 +67,51 @@ def output_slots(y_pred: Any) -> list[OutputSlot]:
     if not slots:
         raise ValueError("The model returned an empty tuple/list/dict: there is no output.")
     return slots
+
+
+def is_named_structure(y_pred: Any) -> bool:
+    """Whether `y_pred` is a dict, a HuggingFace `ModelOutput` (a dict) or a namedtuple."""
+    return isinstance(y_pred, Mapping) or (isinstance(y_pred, tuple) and hasattr(y_pred, "_fields"))
+
+
+def choose_output(y_pred: Any) -> OutputSlot:
+    """The output a single loss and a plain `y` apply to, for a dict/ModelOutput/namedtuple.
+
+    The rule: the only tensor entry (not counting a `loss` entry, the model's own loss);
+    else the `logits` entry.
+
+    Args:
+        y_pred: one batch's outputs, a dict, `ModelOutput` or namedtuple.
+
+    Returns:
+        The chosen output, with no name (its metrics are logged as for a one-output model).
+
+    Raises:
+        ValueError: listing the entries, when the rule picks none.
+    """
+    if isinstance(y_pred, Mapping):
+        keys = list(y_pred.keys())
+        values = list(y_pred.values())
+    else:
+        keys, values = list(y_pred._fields), list(y_pred)
+    tensors = [
+        i
+        for i, (k, v) in enumerate(zip(keys, values, strict=True))
+        if isinstance(v, torch.Tensor) and k != "loss"
+    ]
+    if len(tensors) == 1:
+        position = tensors[0]
+    elif "logits" in keys and isinstance(values[keys.index("logits")], torch.Tensor):
+        position = keys.index("logits")
+    else:
+        shown = ", ".join(repr(str(k)) for k in keys)
+        raise ValueError(
+            f"The model returns a {type(y_pred).__name__} with entries ({shown}), and kfit "
+            "cannot tell which one a single loss and a plain `y` apply to (it takes the only "
+            "tensor, else 'logits'). Name it: e.g. `compile(loss={"
+            f"{str(keys[0])!r}: ...}})`, or pass `y` as a dict keyed by entry name."
+        )
+    return OutputSlot(None, position, keys[position])
 
 
 def describe(slots: Sequence[OutputSlot]) -> str:
@@ -110,7 +163,7 @@ def check_tree(tree: Any, slots: Sequence[OutputSlot], used: Sequence[OutputSlot
             )
         return
     if isinstance(tree, torch.Tensor):
-        if what == "sample_weight" or len(slots) == 1:
+        if what == "sample_weight" or len(slots) == 1 or len(used) == 1:
             return  # one weight per sample weighs every output; one output takes one array
         raise ValueError(
             f"The model has {describe(slots)}; `{what}` must be a list of {len(slots)} arrays "

@@ -99,10 +99,34 @@ def _safetensors() -> Any:
     return safetensors_torch
 
 
-def check_state_dict(module: torch.nn.Module, state: Mapping[str, Any], source: str) -> None:
-    """Raises a `ValueError` listing missing, unexpected and mismatched keys, if any."""
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{source} does not hold a state dict (got {type(state).__name__}).")
+def align_prefix(state: Mapping[str, Any], expected: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`state` with its keys given or stripped of the `module.` prefix, to match `expected`.
+
+    A `kfit.Model` wrapping a module holds it as `module`, so its keys are the module's keys
+    prefixed `module.`; a plain `torch.save(module.state_dict())` file lacks the prefix (and a
+    `DataParallel`/DDP-saved one has it). Keys that already match are left alone.
+    """
+    if not isinstance(state, Mapping) or not state or set(state) & set(expected):
+        return state
+    prefix = "module."
+    if all(key.startswith(prefix) for key in expected) and not any(
+        key.startswith(prefix) for key in state
+    ):
+        return {prefix + key: value for key, value in state.items()}
+    if all(key.startswith(prefix) for key in state):
+        return {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
+def _shown(items: list[str], limit: int = 5) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{items[:limit]}{more}"
+
+
+def state_dict_differences(
+    module: torch.nn.Module, state: Mapping[str, Any]
+) -> tuple[list[str], list[str], list[str]]:
+    """The missing keys, unexpected keys and `key: file shape vs model shape` mismatches."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -111,16 +135,30 @@ def check_state_dict(module: torch.nn.Module, state: Mapping[str, Any], source: 
         for key in set(expected) & set(state)
         if isinstance(state[key], torch.Tensor) and state[key].shape != expected[key].shape
     )
+    return missing, unexpected, mismatched
+
+
+def check_state_dict(
+    module: torch.nn.Module, state: Mapping[str, Any], source: str, hint: str = ""
+) -> None:
+    """Raises a short `ValueError` counting the missing, unexpected and mismatched keys.
+
+    Each list shows its first five entries.
+    """
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{source} does not hold a state dict (got {type(state).__name__}).")
+    missing, unexpected, mismatched = state_dict_differences(module, state)
     if missing or unexpected or mismatched:
         parts = [
-            f"missing keys {missing}" if missing else "",
-            f"unexpected keys {unexpected}" if unexpected else "",
-            f"mismatched shapes {mismatched}" if mismatched else "",
+            f"{len(missing)} missing keys {_shown(missing)}" if missing else "",
+            f"{len(unexpected)} unexpected keys {_shown(unexpected)}" if unexpected else "",
+            f"{len(mismatched)} mismatched shapes {_shown(mismatched)}" if mismatched else "",
         ]
         raise ValueError(
             f"{source} was saved from another architecture: "
             + "; ".join(p for p in parts if p)
             + "."
+            + hint
         )
 
 

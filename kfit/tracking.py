@@ -77,7 +77,11 @@ class MetricTracking:
             raise ValueError(
                 "The compiled metrics need targets: pass `y` (or a data set that yields (x, y))."
             )
-        compiled.build(y, y_pred)
+        compiled_loss = self._compiled_loss
+        if compiled_loss is None:
+            compiled.build(y, y_pred)
+        else:
+            compiled.build(y, y_pred, compiled_loss.chosen, compiled_loss.binary_logits)
         clashes = sorted(set(compiled.names) & set(self._loss_terms.trackers))
         if clashes:
             raise ValueError(

@@ -9,6 +9,7 @@ that do are marked "sync point".
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import signal
 import threading
@@ -176,10 +177,28 @@ class Trainer(MetricTracking):
         if isinstance(x, torch.Tensor):
             return model(x)
         if isinstance(x, dict):
+            if any(key in x for key in data_module.LABEL_KEYS):
+                x = self._without_unaccepted_labels(x)
             return model(**x)
         if isinstance(x, tuple | list):
             return model(*x)
         return model(x)
+
+    def _without_unaccepted_labels(self, x: dict[str, Any]) -> dict[str, Any]:
+        """`x` minus the label keys (`labels`, `label`) that the model's `forward` does not take.
+
+        HuggingFace models take `labels` (and compute their own loss from it); a plain module
+        called with a dict batch would fail on it.
+        """
+        target = self._modules["module"] if self._wraps_plainly() else self
+        accepted = self.__dict__.get("_accepted_labels")
+        if accepted is None or accepted[0] is not target:
+            parameters = inspect.signature(target.forward).parameters
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+            keys = {k for k in data_module.LABEL_KEYS if takes_any or k in parameters}
+            accepted = (target, keys)
+            self.__dict__["_accepted_labels"] = accepted
+        return {k: v for k, v in x.items() if k not in data_module.LABEL_KEYS or k in accepted[1]}
 
     def _wraps_plainly(self) -> bool:
         """Whether calling `self` is calling `self.module`: kfit's forward, no hooks on `self`."""
@@ -228,11 +247,16 @@ class Trainer(MetricTracking):
             self._loss_terms.track(terms, batch_size_of(y_pred if x is None else x))
             for value in terms.values():
                 loss = value if loss is None else loss + value
+        if compiled is None:  # the model's own loss (HuggingFace models given `labels`)
+            own = _own_loss(y_pred)
+            if own is not None:
+                loss = own if loss is None else loss + own
         if loss is None:
             raise ValueError(
-                "There is no loss to minimise: compile() was given no `loss` and the model "
-                "added no `add_loss` term. Pass a loss to compile(), call add_loss(), or "
-                "override train_step."
+                "There is no loss to minimise: compile() was given no `loss`, the model's "
+                "output carries no `loss` entry (a HuggingFace model computes one when the "
+                "batch has `labels`) and the model added no `add_loss` term. Pass a loss to "
+                "compile(), call add_loss(), or override train_step."
             )
         return loss
 
@@ -360,6 +384,10 @@ class Trainer(MetricTracking):
             train = self._apply_class_weight(train, class_weight)
         train = train.to(self.device) if isinstance(train, ArrayData) else train
         val = val.to(self.device) if isinstance(val, ArrayData) else val
+        if self._compiled_loss is not None:  # streamed class ids, checked on the host
+            for streamed in (train, val):
+                if isinstance(streamed, IterableData):
+                    streamed.check_targets = self._compiled_loss.check_targets
 
         # A custom train_step with the default test_step may not use the compiled loss at
         # all (a GAN): its training data cannot be checked by a test step.
@@ -455,6 +483,8 @@ class Trainer(MetricTracking):
         try:
             with _inference(self), self._jit.paused() if self._jit else contextlib.nullcontext():
                 self.test_step(data_module.as_yielded(first))
+            if self._compiled_loss is not None and data.y is not None:
+                self._compiled_loss.check_targets(data.y)  # every class id, once, up front
         except Exception:
             # Nothing settled from a batch that failed: the next call decides afresh.
             if self._compiled_loss is not None:
@@ -786,10 +816,22 @@ def _flattened(logs: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _own_loss(y_pred: Any) -> torch.Tensor | None:
+    """The `loss` entry of a dict/ModelOutput/namedtuple output, if it has one."""
+    if isinstance(y_pred, dict):  # a HuggingFace ModelOutput is a dict
+        loss = y_pred.get("loss")
+    else:
+        loss = getattr(y_pred, "loss", None) if isinstance(y_pred, tuple) else None
+    return loss if isinstance(loss, torch.Tensor) else None
+
+
 def _concatenate(outputs: list[Any]) -> Any:
     first = outputs[0]
     if isinstance(first, dict):
         return {key: _concatenate([o[key] for o in outputs]) for key in first}
     if isinstance(first, tuple | list):
-        return type(first)(_concatenate([o[i] for o in outputs]) for i in range(len(first)))
+        parts = [_concatenate([o[i] for o in outputs]) for i in range(len(first))]
+        return type(first)(*parts) if hasattr(first, "_fields") else type(first)(parts)
+    if first.dim() == 0:  # a per-batch scalar (a model's own loss): one value per batch
+        return torch.stack(outputs)
     return torch.cat(outputs)

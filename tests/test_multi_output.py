@@ -199,7 +199,7 @@ def test_sample_weight_per_output_weighs_only_that_output():
         ({"loss": "mse", "metrics": {"outa": ["mae"]}}, None, r"\['outa'\], which match"),
         ({"loss": "mse", "metrics": ["mae"]}, None, "`metrics` has 1 entries"),
         ({"loss": "mse", "loss_weights": {"b": 1.0}}, None, r"\['b'\], which match no"),
-        ({"loss": "mse"}, "tensor", "must be a list of 2 arrays or a dict"),
+        ({"loss": "mse"}, "tensor", "cannot tell which one"),
         ({"loss": "mse"}, "missing", r"no entry for the outputs \['out_b'\]"),
         ({"loss": "mse"}, "extra", r"keys \['out_z'\] that match no output"),
     ],

@@ -68,7 +68,7 @@ def test_safetensors_suffix_writes_the_safetensors_format(tmp_path, trained):
     from safetensors.torch import load_file
 
     trained.save_weights(tmp_path / "weights.safetensors")
-    _assert_same_tensors(load_file(tmp_path / "weights.safetensors"), trained.state_dict())
+    _assert_same_tensors(load_file(tmp_path / "weights.safetensors"), trained.module.state_dict())
 
 
 def test_load_weights_reads_the_weights_of_a_full_training_state(tmp_path, trained):
@@ -79,9 +79,9 @@ def test_load_weights_reads_the_weights_of_a_full_training_state(tmp_path, train
 
 
 OTHER_ARCHITECTURE_ERROR = (
-    r"missing keys \['module.1.bias', 'module.1.weight'\]; "
-    r"unexpected keys \['module.3.bias', 'module.3.weight'\]; "
-    r"mismatched shapes \['module.0.bias: file \(4,\) vs model \(5,\)', "
+    r"2 missing keys \['module.1.bias', 'module.1.weight'\]; "
+    r"2 unexpected keys \['module.3.bias', 'module.3.weight'\]; "
+    r"2 mismatched shapes \['module.0.bias: file \(4,\) vs model \(5,\)', "
     r"'module.0.weight: file \(4, 3\) vs model \(5, 3\)'\]"
 )
 
