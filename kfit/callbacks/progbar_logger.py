@@ -48,6 +48,9 @@ class ProgbarLogger(Callback):
 
     def on_train_end(self, logs=None):
         self._in_fit = False
+        if self._bar is not None:  # an epoch began and never ended: Ctrl-C, or no data left
+            self._bar.interrupt(self._seen)
+            self._bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.verbose:
