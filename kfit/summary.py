@@ -131,7 +131,9 @@ def _table_row(cells: Sequence[str], widths: Sequence[int]) -> list[str]:
     wrapped = [
         [
             _elide(part, width - 1)
-            for part in textwrap.wrap(cell, width - 1, break_long_words=False, break_on_hyphens=False)
+            for part in textwrap.wrap(
+                cell, width - 1, break_long_words=False, break_on_hyphens=False
+            )
         ]
         or [""]
         for cell, width in zip(cells, widths, strict=True)
