@@ -475,10 +475,15 @@ def make_data(
     return ArrayData(x_tree, y_tree, weights, size)
 
 
-def warn_ran_out(steps: int, expected: int) -> None:
-    """The Keras warning for an input that ended before `steps_per_epoch`."""
+def warn_ran_out(steps: int, expected: int | None) -> None:
+    """The Keras warning for an input that ended before its epoch did.
+
+    `expected` is `steps_per_epoch`, or the steps of the epoch before when it was not given
+    (an exhausted generator); None when unknown.
+    """
+    of = f" of {expected}" if expected else ""
     warnings.warn(
-        f"Your input ran out of data after {steps} of {expected} steps; interrupting training. "
+        f"Your input ran out of data after {steps}{of} steps; interrupting training. "
         "Make sure the data can generate `steps_per_epoch * epochs` batches.",
         stacklevel=3,
     )

@@ -13,7 +13,6 @@ from kfit.progress import format_value
 if TYPE_CHECKING:
     import pandas
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
     from kfit.diagnosis import Diagnostic
 
@@ -118,8 +117,12 @@ class History(Callback):
         metrics: str | Sequence[str] | None = None,
         ax: Axes | Sequence[Axes] | None = None,
         figsize: tuple[float, float] | None = None,
-    ) -> Figure:
+    ) -> list[Axes]:
         """Plots each quantity per epoch, its `val_` curve on the same panel.
+
+        As pandas' `DataFrame.plot` does, this returns the Axes, not the Figure: as the last
+        line of a notebook cell the plot then shows once (a returned Figure would be shown a
+        second time as the cell's value). End the line with `;` to hide the Axes' text.
 
         Args:
             metrics: the quantities to plot (`'loss'`, a metric's name, a callback's key);
@@ -128,7 +131,7 @@ class History(Callback):
             figsize: the new figure's size in inches; ignored when `ax` is given.
 
         Returns:
-            The matplotlib Figure drawn on.
+            The matplotlib Axes drawn on, one per quantity (`axes[0].figure` is the Figure).
 
         Raises:
             ImportError: matplotlib is not installed.
@@ -137,6 +140,7 @@ class History(Callback):
         """
         try:
             import matplotlib.pyplot as plt
+            from matplotlib.ticker import MaxNLocator
         except ImportError as error:
             raise ImportError(
                 "History.plot() needs matplotlib: `pip install kfit[plot]`."
@@ -177,9 +181,10 @@ class History(Callback):
                     axis.plot(self._epochs_of(key), self.history[key], marker=".", label=label)
             axis.set_title(name)
             axis.set_xlabel("epoch")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
             axis.legend()
         figure.tight_layout()
-        return figure
+        return axes[: len(names)]
 
     def _repr_html_(self) -> str:
         """An HTML table for notebooks: epochs as rows, keys as columns, Keras's number format."""

@@ -3,9 +3,13 @@
 `Progbar` renders; `kfit.callbacks.ProgbarLogger` decides when. Three places it can draw:
 
 - a terminal: one tqdm bar redrawn in place, at most every 0.05 s;
-- a Jupyter notebook: a `tqdm.auto` widget while the epoch runs, at most every 0.1 s (a text
-  bar redrawn with carriage returns when ipywidgets is missing), replaced by the final text
-  line when it ends, so saved notebooks show the log without widget state;
+- a Jupyter notebook with ipywidgets: a tqdm widget while the epoch runs, redrawn at most
+  every 0.1 s; at the end it is filled and hidden, and the final text line takes its place,
+  so a saved notebook shows the log with or without its widget state. A widget left red
+  (`bar_style='danger'`) means the epoch really was interrupted (Ctrl-C);
+- a Jupyter notebook without ipywidgets: a text bar redrawn with carriage returns at most
+  `KERNEL_TEXT_UPDATES` times per epoch (every output is kept in a saved notebook), then
+  the final line;
 - anything else (a file, a pipe, CI): no redraws, exactly one final line per epoch.
 
 The final line is Keras's:
@@ -19,12 +23,16 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-import tqdm.auto
+import tqdm.notebook
 import tqdm.std
 
 BAR_WIDTH = 30
 TERMINAL_INTERVAL = 0.05
 NOTEBOOK_INTERVAL = 0.1
+#: Redraws of a text bar per epoch, at most, in a kernel without ipywidgets.
+KERNEL_TEXT_UPDATES = 10
+#: Seconds between those redraws, at least.
+KERNEL_TEXT_INTERVAL = 1.0
 
 
 def format_value(value: Any) -> str:
@@ -62,10 +70,12 @@ def format_logs(logs: Mapping[str, Any]) -> str:
 
 
 def in_notebook() -> bool:
-    """Whether `tqdm.auto` picked its Jupyter widget bar (an IPython kernel is running)."""
-    return tqdm.auto.tqdm.__module__.startswith("tqdm.notebook") or any(
-        cls.__module__ == "tqdm.notebook" for cls in tqdm.auto.tqdm.__mro__
-    )
+    """Whether bars are Jupyter widgets: an IPython kernel runs and ipywidgets is installed.
+
+    Decided here rather than by `tqdm.auto`, whose import warns (`IProgress not found`) in a
+    kernel without ipywidgets.
+    """
+    return in_ipython_kernel() and tqdm.notebook.IProgress is not None
 
 
 def in_ipython_kernel() -> bool:
@@ -96,8 +106,14 @@ class Progbar:
         # A kernel without ipywidgets still renders carriage-return redraws as text.
         text_in_kernel = verbose == 1 and not notebook and in_ipython_kernel()
         interactive = verbose == 1 and (notebook or text_in_kernel or _isatty(self.stream))
-        slow = notebook or text_in_kernel
-        self._interval = (NOTEBOOK_INTERVAL if slow else TERMINAL_INTERVAL) if interactive else None
+        if not interactive:
+            self._interval = None
+        elif text_in_kernel:
+            self._interval = KERNEL_TEXT_INTERVAL
+        else:
+            self._interval = NOTEBOOK_INTERVAL if notebook else TERMINAL_INTERVAL
+        # A kernel keeps every text redraw as an output: at most KERNEL_TEXT_UPDATES per epoch.
+        self._redraws_left = KERNEL_TEXT_UPDATES if text_in_kernel else None
         self._notebook = notebook
 
     @property
@@ -107,7 +123,9 @@ class Progbar:
     def wants_draw(self) -> bool:
         """Whether an `update` now would redraw (cheap: no values are read)."""
         return (
-            self._interval is not None and time.perf_counter() - self._last_draw >= self._interval
+            self._interval is not None
+            and self._redraws_left != 0
+            and time.perf_counter() - self._last_draw >= self._interval
         )
 
     def update(self, current: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -119,6 +137,8 @@ class Progbar:
             return
         now = time.perf_counter()
         self._last_draw = now
+        if self._redraws_left is not None:
+            self._redraws_left -= 1
         elapsed = now - self.start
         text = (
             " - ETA: " + format_eta(elapsed / current * (self.target - current))
@@ -148,6 +168,8 @@ class Progbar:
             self._bar = None
             return
         if self._bar is not None:  # a notebook widget goes; the text line below stays
+            # Filled first: tqdm's widget turns red instead of hiding when closed short.
+            self._bar.n = self._bar.total or current
             self._bar.close()
             self._bar = None
         line = tqdm.std.tqdm.format_meter(
@@ -161,6 +183,28 @@ class Progbar:
         self.stream.write(prefix + line + "\n")
         self.stream.flush()
 
+    def interrupt(self, current: int) -> None:
+        """Ends a bar that will not reach its end (Ctrl-C, data that ran out), marked so.
+
+        A notebook widget stays, red, at `current`; the text line ends with `- interrupted`.
+        """
+        if self.verbose == 2:
+            return
+        if self._bar is not None:
+            self._bar.n = current
+            if self._notebook:
+                self._bar.close()  # tqdm marks a widget closed short `bar_style='danger'`
+            else:
+                self._bar.bar_format = self._bar_format(" - interrupted")
+                self._bar.close()
+                self._bar = None
+                return
+            self._bar = None
+        target = self.target or "Unknown"
+        prefix = "\r" if self._interval is not None and not self._notebook else ""
+        self.stream.write(f"{prefix}{current:>{self.width}d}/{target} - interrupted\n")
+        self.stream.flush()
+
     def _bar_format(self, text: str, text_only: bool = False) -> str:
         escaped = text.replace("{", "{{").replace("}", "}}")
         count = f"{{n:>{self.width}d}}/" + ("{total}" if self.target else "Unknown")
@@ -171,7 +215,8 @@ class Progbar:
 
     def _draw(self, current: int, text: str) -> None:
         if self._bar is None:  # tqdm draws a new bar as it is created
-            self._bar = tqdm.auto.tqdm(
+            bar_class = tqdm.notebook.tqdm if self._notebook else tqdm.std.tqdm
+            self._bar = bar_class(
                 total=self.target,
                 file=None if self._notebook else self.stream,
                 ascii=".>=",

@@ -114,10 +114,29 @@ def _column_widths(line_length: int) -> list[int]:
     return widths
 
 
+def _elide(text: str, width: int) -> str:
+    """`text` cut to `width` characters in the middle (`bert.embed…embeddings`), never mid-line."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail :]
+
+
 def _table_row(cells: Sequence[str], widths: Sequence[int]) -> list[str]:
-    """The row's lines: the last cell right-aligned, long cells wrapped within their column."""
+    """The row's lines: the last cell right-aligned, long cells wrapped within their column.
+
+    Cells wrap at spaces only; a word longer than its column (a long layer name) is elided in
+    the middle with `…` rather than cut in two.
+    """
     wrapped = [
-        textwrap.wrap(cell, width - 1) or [""] for cell, width in zip(cells, widths, strict=True)
+        [
+            _elide(part, width - 1)
+            for part in textwrap.wrap(
+                cell, width - 1, break_long_words=False, break_on_hyphens=False
+            )
+        ]
+        or [""]
+        for cell, width in zip(cells, widths, strict=True)
     ]
     lines = []
     for parts in itertools.zip_longest(*wrapped, fillvalue=""):

@@ -427,6 +427,7 @@ class Trainer(MetricTracking):
         self.stop_training = False
         self.history = history
         epoch_logs: dict[str, Any] = {}
+        previous_steps = None  # an epoch's length, for the message when a generator runs out
         with _DeferredInterrupt() as interrupt:
             self._interrupt = interrupt
             callback_list.on_train_begin()
@@ -442,10 +443,11 @@ class Trainer(MetricTracking):
                     if seen == 0 or (
                         steps_per_epoch and seen < steps_per_epoch and not self.stop_training
                     ):
-                        data_module.warn_ran_out(seen, steps_per_epoch or 1)
+                        data_module.warn_ran_out(seen, steps_per_epoch or previous_steps)
                         self.stop_training = True
                         if seen == 0:
                             break
+                    previous_steps = seen
                     epoch_logs = self._logs_reader(step_logs)()  # sync point: once per epoch
                     if val is not None and self._should_validate(epoch, validation_freq):
                         val_logs = self._evaluate_data(

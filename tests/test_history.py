@@ -71,9 +71,10 @@ def test_to_dataframe_without_pandas_names_the_install(monkeypatch: pytest.Monke
 
 
 def test_plot_draws_one_axes_per_quantity_with_train_and_validation(fitted: History):
-    figure = fitted.plot()
-    assert [axis.get_title() for axis in figure.axes] == ["loss", "mae"]
-    for axis in figure.axes:
+    axes = fitted.plot()
+    assert [axis.get_title() for axis in axes] == ["loss", "mae"]
+    assert axes[0].figure.axes == axes  # no empty panels left
+    for axis in axes:
         name = axis.get_title()
         train, validation = axis.get_lines()
         assert (train.get_label(), validation.get_label()) == ("train", "validation")
@@ -85,16 +86,16 @@ def test_plot_draws_one_axes_per_quantity_with_train_and_validation(fitted: Hist
 
 def test_plot_draws_one_line_without_validation():
     history = record([{"loss": 1.0, "learning_rate": 0.1}, {"loss": 0.5, "learning_rate": 0.05}])
-    figure = history.plot()
-    assert len(figure.axes) == 2
-    assert [len(axis.get_lines()) for axis in figure.axes] == [1, 1]
-    assert list(figure.axes[1].get_lines()[0].get_ydata()) == [0.1, 0.05]
+    axes = history.plot()
+    assert len(axes) == 2
+    assert [len(axis.get_lines()) for axis in axes] == [1, 1]
+    assert list(axes[1].get_lines()[0].get_ydata()) == [0.1, 0.05]
 
 
 def test_plot_selects_metrics(fitted: History):
-    figure = fitted.plot(metrics=["mae"])
-    assert [axis.get_title() for axis in figure.axes] == ["mae"]
-    assert len(figure.axes[0].get_lines()) == 2
+    axes = fitted.plot(metrics=["mae"])
+    assert [axis.get_title() for axis in axes] == ["mae"]
+    assert len(axes[0].get_lines()) == 2
 
 
 def test_plot_unknown_metric_names_it_and_the_available_ones(fitted: History):
@@ -103,9 +104,25 @@ def test_plot_unknown_metric_names_it_and_the_available_ones(fitted: History):
 
 
 def test_plot_draws_on_given_axes(fitted: History):
-    figure, axes = plt.subplots(1, 2)
-    assert fitted.plot(ax=list(axes)) is figure
+    _, axes = plt.subplots(1, 2)
+    assert fitted.plot(ax=list(axes)) == list(axes)
     assert all(len(axis.get_lines()) == 2 for axis in axes)
+
+
+def test_plot_ticks_whole_epochs(fitted: History):
+    (axis,) = fitted.plot(metrics="loss")
+    axis.figure.canvas.draw()
+    ticks = [tick for tick in axis.get_xticks() if 1 <= tick <= 3]
+    assert ticks
+    assert all(float(tick).is_integer() for tick in ticks)
+
+
+def test_plot_returns_axes_not_a_figure_jupyter_would_show_again(fitted: History):
+    from matplotlib.figure import Figure
+
+    result = fitted.plot()
+    assert not isinstance(result, Figure)
+    assert not hasattr(result, "_repr_png_")
 
 
 def test_plot_rejects_wrong_number_of_axes(fitted: History):

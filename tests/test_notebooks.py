@@ -1,4 +1,8 @@
-"""Every notebook in notebooks/ runs top to bottom without an error."""
+"""Every notebook in notebooks/ runs top to bottom without an error, and looks right saved.
+
+"Looks right": every progress widget ends full and not red (when ipywidgets is installed),
+nothing on stderr, and no cell shows the same figure twice.
+"""
 
 from __future__ import annotations
 
@@ -28,3 +32,13 @@ def test_notebook_runs_without_error(path):
     client.execute()  # raises CellExecutionError on the first failing cell
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    assert not [o.text for o in outputs if o.get("name") == "stderr"]
+    states = notebook.metadata.get("widgets", {})
+    states = states.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    bars = [m["state"] for m in states.values() if m["model_name"] == "FloatProgressModel"]
+    assert [bar for bar in bars if bar["value"] != bar["max"]] == []
+    assert [bar for bar in bars if bar.get("bar_style") == "danger"] == []
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+            assert len(images) <= 1, cell.source

@@ -169,6 +169,21 @@ def test_unknown_number_of_steps_ends_with_the_steps_seen(frozen_model, capsys):
     assert re.fullmatch(rf"3/3 {FULL_BAR} - .*", _lines(capsys.readouterr().out)[1])
 
 
+def test_exhausted_generator_warns_with_the_real_count_and_closes_the_epoch_line(
+    frozen_model, capsys
+):
+    batches = ((X[i : i + 2], Y[i : i + 2]) for i in range(0, 10, 2))
+
+    with pytest.warns(UserWarning, match="ran out of data after 0 of 5 steps"):
+        history = frozen_model().fit(batches, epochs=3, verbose=1)
+
+    lines = _lines(capsys.readouterr().out)
+    assert lines[0] == "Epoch 1/3"
+    assert re.fullmatch(rf"5/5 {FULL_BAR} - .*", lines[1])
+    assert lines[2:] == ["Epoch 2/3", "0/5 - interrupted"]
+    assert history.epoch == [0]
+
+
 def test_evaluate_prints_its_own_line(frozen_model, capsys):
     frozen_model().evaluate(X, Y, batch_size=4, verbose=1)
 

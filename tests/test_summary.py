@@ -206,3 +206,23 @@ def test_long_cells_wrap_within_their_column():
     shape = " ".join(line[39:70].strip() for line in lines[first : first + 2])
     assert shape == "((None, 7, 5), ((1, 3, 5), (1, 3, 5)))"
     assert lines[first].endswith(" 220")
+
+
+def test_long_layer_names_are_never_cut_mid_word():
+    embeddings = nn.Module()
+    embeddings.position_embeddings = nn.Embedding(4, 2)
+    embeddings.a_very_long_layer_name_that_cannot_fit_in_its_column_at_all = nn.Linear(2, 2)
+    model = nn.Module()
+    model.embeddings = embeddings
+
+    text = summary(model, print_fn=None)
+
+    lines = [line.strip() for line in text.splitlines()]
+    assert any(line.startswith("embeddings.position_embeddings ") for line in lines)
+    assert "(Embedding)" in lines
+    elided = [line for line in text.splitlines() if "…" in line]
+    assert len(elided) == 1
+    name = elided[0].split()[0]
+    assert name.startswith("embeddings.a_very_l")
+    assert name.endswith("at_all")
+    assert len(name) == int(0.45 * 88) - 1

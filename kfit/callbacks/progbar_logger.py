@@ -23,6 +23,7 @@ class ProgbarLogger(Callback):
         self._bar: Progbar | None = None
         self._in_fit = False
         self._seen = 0
+        self._epoch_steps: int | None = None  # learned from the first epoch, as Keras does
 
     @property
     def verbose(self) -> int:
@@ -48,16 +49,20 @@ class ProgbarLogger(Callback):
 
     def on_train_end(self, logs=None):
         self._in_fit = False
+        if self._bar is not None:  # an epoch began and never ended: Ctrl-C, or no data left
+            self._bar.interrupt(self._seen)
+            self._bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.verbose:
             print(f"Epoch {epoch + 1}/{self.params['epochs']}", file=sys.stdout, flush=True)
-        self._start(self.params.get("steps"))
+        self._start(self.params.get("steps") or self._epoch_steps)
 
     def on_train_batch_end(self, batch, logs=None):
         self._step(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._epoch_steps = self._epoch_steps or self._seen
         self._finish(logs)
 
     def on_test_begin(self, logs=None):
