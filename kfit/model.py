@@ -372,6 +372,8 @@ class Model(Trainer, nn.Module):
         distributed.barrier()  # torchrun: until rank 0 has written what it was saving
         state = saving.load_tensors(filepath)
         if isinstance(state, dict) and state.get("format") == saving.FORMAT:
+            if "weights" not in state:
+                raise ValueError(f"{str(filepath)!r} is a kfit training state without weights.")
             state = state["weights"]
         saving.check_state_dict(self, state, f"{str(filepath)!r}")
         self.load_state_dict(state)
@@ -429,19 +431,40 @@ class Model(Trainer, nn.Module):
                 architecture, or holds pickled objects other than tensors.
         """
         distributed.barrier()  # torchrun: until rank 0 has written what it was saving
+        source = f"{str(filepath)!r}"
         state = saving.load_tensors(filepath)
-        if not isinstance(state, dict) or state.get("format") != saving.FORMAT:
-            raise ValueError(
-                f"{str(filepath)!r} is not a kfit training state (made by "
-                "Model.save); for weights alone use load_weights."
-            )
-        saving.check_state_dict(self, state["weights"], f"{str(filepath)!r}")
+        # Everything is read and checked before anything changes: a failure leaves the
+        # weights, optimizer, counters and random generators exactly as they were.
+        saving.check_training_state(self, state, source)
         config = state["compile"]
-        if self._compiled_loss is None and config.get("loss") is not None:
-            self.compile(**config)
+        saved_optimizer = state["optimizer"]
+        before_compile = None
+        if self._compiled_loss is None:
+            if config.get("loss") is not None and "optimizer" in config:
+                before_compile = dict(self.__dict__)
+                self.compile(**config)
+            elif saved_optimizer is not None:
+                warnings.warn(
+                    f"{source}: the optimizer state was not restored because this model is not "
+                    "compiled and the saved compile settings are not plain ids (the loss or "
+                    "optimizer was an object). Compile the model as it was compiled, then load "
+                    "again to restore it.",
+                    stacklevel=2,
+                )
+                saved_optimizer = None
+        optimizer = None
+        if saved_optimizer is not None and self._compiled_loss is not None:
+            optimizer = self._optimizer_for_step()
+            try:
+                saving.check_optimizer_state(optimizer, saved_optimizer, source)
+            except ValueError:
+                if before_compile is not None:  # undo the compile this call made
+                    self.__dict__.clear()
+                    self.__dict__.update(before_compile)
+                raise
         self.load_state_dict(state["weights"])
-        if state["optimizer"] is not None and self._compiled_loss is not None:
-            self._optimizer_for_step().load_state_dict(state["optimizer"])
+        if optimizer is not None:
+            optimizer.load_state_dict(saved_optimizer)
         self.epochs_completed = int(state["epochs_completed"])
         if state["history"] is not None:
             history = History()
