@@ -71,7 +71,7 @@ def _target(xy) -> kfit.Model:
         (lambda s: s.pop("optimizer"), "lacks the sections"),
         (lambda s: s.update(version=99), "version 99"),
         (lambda s: s["weights"].update({"module.0.weight": [1.0]}), "not tensors"),
-        (lambda s: s["weights"].update({"module.0.bias": torch.zeros(4, dtype=torch.int64)}), "dtype"),
+        (lambda s: s["weights"].update({"module.0.bias": torch.zeros(4).long()}), "dtype"),
         (lambda s: s["weights"].update({"module.0.bias": torch.zeros(5)}), "mismatched shapes"),
         (lambda s: s["optimizer"]["param_groups"].append({"params": []}), "parameter groups"),
         (lambda s: s.update(epochs_completed=-1), "epochs_completed"),
@@ -143,7 +143,6 @@ def test_flipped_bit_in_tensor_data_fails_the_checksum(saved, xy):
         info = next(i for i in archive.infolist() if "/data/" in i.filename)
     data = bytearray(path.read_bytes())
     # The member's data starts after its local header (30 bytes + name + extra field).
-    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
     local_extra = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
     start = info.header_offset + 30 + len(info.filename.encode()) + local_extra
     data[start] ^= 0x01
