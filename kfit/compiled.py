@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -249,7 +250,12 @@ def _leaves(spec: Any) -> list[Any]:
 
 def _check_loss_weights(loss_weights: Any) -> None:
     def is_number(value: Any) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        # NaN or inf would turn every weight into NaN at the first step.
+        return (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and (math.isfinite(value))
+        )
 
     values = (
         list(loss_weights.values())
@@ -260,8 +266,8 @@ def _check_loss_weights(loss_weights: Any) -> None:
     )
     if loss_weights is not None and not all(is_number(v) for v in values):
         raise ValueError(
-            "`loss_weights` must be a number, a list of numbers (one per output) or a dict "
-            f"{{output name: number}}; got {loss_weights!r}."
+            "`loss_weights` must be a finite number, a list of finite numbers (one per output) "
+            f"or a dict {{output name: number}}; got {loss_weights!r}."
         )
 
 

@@ -451,20 +451,23 @@ class Model(Trainer, nn.Module):
         distributed.barrier()  # torchrun: until rank 0 has written what it was saving
         state = saving.load_tensors(filepath)
         if isinstance(state, dict) and state.get("format") == saving.FORMAT:
+            if "weights" not in state:
+                raise ValueError(f"{str(filepath)!r} is a kfit training state without weights.")
             state = state["weights"]
         expected = self.state_dict()
         state = saving.align_prefix(state, expected)
         source = f"{str(filepath)!r}"
         if skip_mismatch and isinstance(state, Mapping):
-            missing, unexpected, mismatched = saving.state_dict_differences(self, state)
-            skipped = {item.split(":")[0] for item in mismatched}
+            differences = saving.state_dict_differences(self, state)
+            skipped = differences.unusable()
             state = {k: v for k, v in state.items() if k in expected and k not in skipped}
-            if missing or unexpected or mismatched:
+            if differences:
                 warnings.warn(
                     f"load_weights(skip_mismatch=True) skipped, from {source}: "
-                    f"{len(mismatched)} weights of other shapes {sorted(skipped)[:5]}, "
-                    f"{len(unexpected)} unknown keys {unexpected[:5]}; "
-                    f"{len(missing)} of the model's weights were not in the file {missing[:5]}.",
+                    f"{len(skipped)} weights of other shapes or dtypes {sorted(skipped)[:5]}, "
+                    f"{len(differences.unexpected)} unknown keys {differences.unexpected[:5]}; "
+                    f"{len(differences.missing)} of the model's weights were not in the file "
+                    f"{differences.missing[:5]}.",
                     stacklevel=2,
                 )
             self.load_state_dict(state, strict=False)
@@ -527,19 +530,40 @@ class Model(Trainer, nn.Module):
                 architecture, or holds pickled objects other than tensors.
         """
         distributed.barrier()  # torchrun: until rank 0 has written what it was saving
+        source = f"{str(filepath)!r}"
         state = saving.load_tensors(filepath)
-        if not isinstance(state, dict) or state.get("format") != saving.FORMAT:
-            raise ValueError(
-                f"{str(filepath)!r} is not a kfit training state (made by "
-                "Model.save); for weights alone use load_weights."
-            )
-        saving.check_state_dict(self, state["weights"], f"{str(filepath)!r}")
+        # Everything is read and checked before anything changes: a failure leaves the
+        # weights, optimizer, counters and random generators exactly as they were.
+        saving.check_training_state(self, state, source)
         config = state["compile"]
-        if self._compiled_loss is None and config.get("loss") is not None:
-            self.compile(**config)
+        saved_optimizer = state["optimizer"]
+        before_compile = None
+        if self._compiled_loss is None:
+            if config.get("loss") is not None and "optimizer" in config:
+                before_compile = dict(self.__dict__)
+                self.compile(**config)
+            elif saved_optimizer is not None:
+                warnings.warn(
+                    f"{source}: the optimizer state was not restored because this model is not "
+                    "compiled and the saved compile settings are not plain ids (the loss or "
+                    "optimizer was an object). Compile the model as it was compiled, then load "
+                    "again to restore it.",
+                    stacklevel=2,
+                )
+                saved_optimizer = None
+        optimizer = None
+        if saved_optimizer is not None and self._compiled_loss is not None:
+            optimizer = self._optimizer_for_step()
+            try:
+                saving.check_optimizer_state(optimizer, saved_optimizer, source)
+            except ValueError:
+                if before_compile is not None:  # undo the compile this call made
+                    self.__dict__.clear()
+                    self.__dict__.update(before_compile)
+                raise
         self.load_state_dict(state["weights"])
-        if state["optimizer"] is not None and self._compiled_loss is not None:
-            self._optimizer_for_step().load_state_dict(state["optimizer"])
+        if optimizer is not None:
+            optimizer.load_state_dict(saved_optimizer)
         self.epochs_completed = int(state["epochs_completed"])
         if state["history"] is not None:
             history = History()

@@ -15,6 +15,7 @@ applied before the update, as Keras does for every optimizer) run on the device 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -164,8 +165,8 @@ class Optimizer:
                 f"`learning_rate` must be a float or a schedule (a function step -> float); "
                 f"got {learning_rate!r}."
             )
-        if learning_rate < 0:
-            raise ValueError(f"`learning_rate` must be >= 0; got {learning_rate}.")
+        if not 0 <= learning_rate < math.inf:  # also refuses NaN
+            raise ValueError(f"`learning_rate` must be a finite number >= 0; got {learning_rate}.")
         if gradient_accumulation_steps is not None and (
             isinstance(gradient_accumulation_steps, bool)
             or not isinstance(gradient_accumulation_steps, int)
@@ -184,8 +185,14 @@ class Optimizer:
                 f"set; got {given}."
             )
         for key, value in clips.items():
-            if value is not None and value <= 0:
-                raise ValueError(f"`{key}` must be > 0; got {value}.")
+            if value is not None and not 0 < value < math.inf:  # also refuses NaN
+                raise ValueError(f"`{key}` must be a finite number > 0; got {value}.")
+        if weight_decay is not None and (
+            isinstance(weight_decay, bool)
+            or not isinstance(weight_decay, int | float)
+            or not 0 <= weight_decay < math.inf
+        ):
+            raise ValueError(f"`weight_decay` must be a finite number >= 0; got {weight_decay!r}.")
         self.torch_class = torch_class
         self._learning_rate = float(learning_rate)
         self._built: torch.optim.Optimizer | None = None  # `apply` builds it on first use
@@ -378,8 +385,8 @@ _SCHEDULED_RATE_NOT_SETTABLE = (
 
 
 def _check_rate(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"The learning rate must be a number >= 0; got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"The learning rate must be a finite number >= 0; got {value!r}.")
 
 
 class KerasAttributes:
@@ -475,9 +482,9 @@ def _scheduled_rate(schedule: Callable[[int], float], step: int) -> float:
     rate = schedule(step)
     if isinstance(rate, np.generic) or (isinstance(rate, torch.Tensor) and rate.numel() == 1):
         rate = rate.item()  # a tensor-valued schedule costs a host read at every update
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < math.inf:
         raise ValueError(
-            f"The learning-rate schedule {schedule!r} must return a number >= 0; at step "
+            f"The learning-rate schedule {schedule!r} must return a finite number >= 0; at step "
             f"{step} it returned {rate!r}."
         )
     return float(rate)

@@ -13,7 +13,9 @@ import os
 import pickle
 import random
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,26 +69,62 @@ def save_tensors(obj: Any, path: PathLike) -> None:
 def load_tensors(path: PathLike) -> Any:
     """Loads what `save_tensors` wrote, on the CPU, without running any code from the file.
 
+    The whole file is read and its zip checksums verified before anything is returned, so a
+    truncated or bit-flipped file is refused instead of loaded.
+
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if the file holds pickled objects other than tensors and plain containers.
+        OSError: for other I/O errors, naming the file.
+        ValueError: if the file is corrupt (checksum, truncation) or holds pickled objects
+            other than tensors and plain containers.
     """
     if not Path(path).exists():
         raise FileNotFoundError(f"No such file: {str(path)!r}.")
     if str(path).endswith(".safetensors"):
-        return _safetensors().load_file(str(path), device="cpu")
+        try:
+            return _safetensors().load_file(str(path), device="cpu")
+        except OSError as err:
+            raise OSError(err.errno, f"Cannot read {str(path)!r}: {err}") from err
+        except Exception as err:  # safetensors raises its own error type for corrupt headers
+            raise ValueError(
+                f"Cannot read {str(path)!r}: not a valid safetensors file ({err})."
+            ) from err
+    _check_zip_integrity(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(
-            f"Cannot read {str(path)!r}: the file is truncated or not a torch checkpoint ({err})."
-        ) from err
     except pickle.UnpicklingError as err:
         raise ValueError(
             f"Refusing to load {str(path)!r}: it holds pickled objects other than tensors and "
             "plain containers, and loading them could run code. kfit only loads weights and "
             f"state saved by kfit or torch.save(state_dict). ({err})"
         ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"Cannot read {str(path)!r}: the file is truncated or not a torch checkpoint ({err})."
+        ) from err
+
+
+def _check_zip_integrity(path: PathLike) -> None:
+    """Reads every member of a torch zip file, which verifies its CRC-32 checksum."""
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise OSError(err.errno, f"Cannot read {str(path)!r}: {err.strerror}") from err
+    if not is_zip:
+        return  # the legacy (non-zip) torch format carries no checksums; torch.load judges it
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as err:
+        raise ValueError(
+            f"Cannot read {str(path)!r}: the file is truncated or corrupt ({err})."
+        ) from err
+    except OSError as err:
+        raise OSError(err.errno, f"Cannot read {str(path)!r}: {err.strerror or err}") from err
+    if bad is not None:
+        raise ValueError(
+            f"Cannot read {str(path)!r}: member {bad!r} fails its checksum; the file is corrupt."
+        )
 
 
 def _safetensors() -> Any:
@@ -123,43 +161,276 @@ def _shown(items: list[str], limit: int = 5) -> str:
     return f"{items[:limit]}{more}"
 
 
-def state_dict_differences(
-    module: torch.nn.Module, state: Mapping[str, Any]
-) -> tuple[list[str], list[str], list[str]]:
-    """The missing keys, unexpected keys and `key: file shape vs model shape` mismatches."""
+@dataclass
+class StateDifferences:
+    """How a weights mapping differs from a module's `state_dict`.
+
+    Attributes:
+        missing: the module's keys the mapping lacks.
+        unexpected: the mapping's keys the module lacks.
+        not_tensors: `key (type)` for common keys whose value is not a tensor.
+        mismatched: `key: file shape vs model shape` for tensors of another shape.
+        wrong_dtype: `key: file dtype vs model dtype` for tensors of another dtype kind.
+    """
+
+    missing: list[str]
+    unexpected: list[str]
+    not_tensors: list[str]
+    mismatched: list[str]
+    wrong_dtype: list[str]
+
+    def unusable(self) -> set[str]:
+        """The common keys whose values cannot be loaded (not tensors, shape or dtype)."""
+        described = self.not_tensors + self.mismatched + self.wrong_dtype
+        return {item.split(":")[0].split(" (")[0] for item in described}
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.missing, self.unexpected, self.not_tensors, self.mismatched, self.wrong_dtype)
+        )
+
+    def summary(self) -> str:
+        """Each kind of difference counted, with its first five entries."""
+        parts = [
+            (self.missing, "missing keys"),
+            (self.unexpected, "unexpected keys"),
+            (self.not_tensors, "entries that are not tensors"),
+            (self.mismatched, "mismatched shapes"),
+            (self.wrong_dtype, "mismatched dtypes"),
+        ]
+        return "; ".join(f"{len(items)} {name} {_shown(items)}" for items, name in parts if items)
+
+
+def state_dict_differences(module: torch.nn.Module, state: Mapping[str, Any]) -> StateDifferences:
+    """Compares a weights mapping with `module.state_dict()` without changing anything.
+
+    Every entry must be a tensor with the shape of the module's entry and a compatible dtype
+    (floating point for floating point, integer for integer, bool for bool).
+    """
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
-        for key in set(expected) & set(state)
-        if isinstance(state[key], torch.Tensor) and state[key].shape != expected[key].shape
+    common = sorted(set(expected) & set(state))
+    tensors = [key for key in common if isinstance(state[key], torch.Tensor)]
+    return StateDifferences(
+        missing=sorted(set(expected) - set(state)),
+        unexpected=sorted(str(k) for k in set(state) - set(expected)),
+        not_tensors=[
+            f"{key} ({type(state[key]).__name__})"
+            for key in common
+            if not isinstance(state[key], torch.Tensor)
+        ],
+        mismatched=[
+            f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
+            for key in tensors
+            if state[key].shape != expected[key].shape
+        ],
+        wrong_dtype=[
+            f"{key}: file {state[key].dtype} vs model {expected[key].dtype}"
+            for key in tensors
+            if _dtype_kind(state[key].dtype) != _dtype_kind(expected[key].dtype)
+        ],
     )
-    return missing, unexpected, mismatched
 
 
 def check_state_dict(
     module: torch.nn.Module, state: Mapping[str, Any], source: str, hint: str = ""
 ) -> None:
-    """Raises a short `ValueError` counting the missing, unexpected and mismatched keys.
+    """Validates a weights mapping against `module` without changing anything.
 
-    Each list shows its first five entries.
+    Args:
+        module: the module the weights are for.
+        state: the mapping read from `source`.
+        source: the file, as the message names it.
+        hint: a sentence appended to the message.
+
+    Raises:
+        ValueError: counting the missing, unexpected, non-tensor and mismatched entries, with
+            the first five of each, if there are any.
     """
     if not isinstance(state, Mapping):
         raise ValueError(f"{source} does not hold a state dict (got {type(state).__name__}).")
-    missing, unexpected, mismatched = state_dict_differences(module, state)
-    if missing or unexpected or mismatched:
-        parts = [
-            f"{len(missing)} missing keys {_shown(missing)}" if missing else "",
-            f"{len(unexpected)} unexpected keys {_shown(unexpected)}" if unexpected else "",
-            f"{len(mismatched)} mismatched shapes {_shown(mismatched)}" if mismatched else "",
-        ]
+    differences = state_dict_differences(module, state)
+    if differences:
         raise ValueError(
-            f"{source} was saved from another architecture: "
-            + "; ".join(p for p in parts if p)
+            f"{source} does not fit this model (nothing was loaded): "
+            + differences.summary()
             + "."
             + hint
         )
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "float" if dtype.is_floating_point else "int"
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, state: Any, source: str) -> None:
+    """Validates a saved optimizer `state_dict` against `optimizer` without changing it.
+
+    The saved state must come from the same kind of optimizer (the same hyperparameter names),
+    with the same parameter groups, and its per-parameter tensors must have the parameters'
+    shapes.
+
+    Raises:
+        ValueError: naming `source` and the first problem found.
+    """
+
+    def fail(problem: str) -> ValueError:
+        return ValueError(
+            f"{source}: the optimizer state does not fit this model's optimizer "
+            f"({type(optimizer).__name__}); {problem}. Nothing was loaded."
+        )
+
+    if (
+        not isinstance(state, Mapping)
+        or not isinstance(state.get("param_groups"), list)
+        or (not isinstance(state.get("state"), Mapping))
+    ):
+        raise fail("it is not an optimizer state_dict with 'state' and 'param_groups'")
+    current = optimizer.param_groups
+    saved = state["param_groups"]
+    if len(saved) != len(current):
+        raise fail(f"the file has {len(saved)} parameter groups, the optimizer {len(current)}")
+    params: dict[Any, torch.Tensor] = {}
+    for index, (group, mine) in enumerate(zip(saved, current, strict=True)):
+        if not isinstance(group, Mapping) or not isinstance(group.get("params"), list):
+            raise fail(f"parameter group {index} is malformed")
+        if len(group["params"]) != len(mine["params"]):
+            raise fail(
+                f"parameter group {index} holds {len(group['params'])} parameters in the file, "
+                f"{len(mine['params'])} in the optimizer"
+            )
+        theirs_keys = set(group) - {"params"}
+        mine_keys = set(mine) - {"params"}
+        if not theirs_keys >= _essential_keys(mine_keys) or not mine_keys >= _essential_keys(
+            theirs_keys
+        ):
+            raise fail(
+                f"it was saved from another kind of optimizer (settings "
+                f"{sorted(theirs_keys ^ mine_keys)} differ)"
+            )
+        for key in ("lr",) if "lr" in group else ():
+            value = group[key]
+            value = float(value) if isinstance(value, torch.Tensor) else value
+            if not isinstance(value, int | float) or value != value or value < 0:
+                raise fail(f"group {index} has learning rate {group[key]!r}")
+        params.update(zip(group["params"], mine["params"], strict=True))
+    for pid, entry in state["state"].items():
+        if pid not in params:
+            raise fail(f"it holds state for parameter {pid!r}, which no group lists")
+        if not isinstance(entry, Mapping):
+            raise fail(f"the state of parameter {pid!r} is not a mapping")
+        shape = params[pid].shape
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != shape:
+                raise fail(
+                    f"the state {name!r} of parameter {pid!r} has shape {tuple(value.shape)}, "
+                    f"the parameter {tuple(shape)}"
+                )
+
+
+def _essential_keys(keys: set[str]) -> set[str]:
+    # Flags torch adds in newer versions (foreach, fused, ...) may be absent from older files.
+    optional = {
+        "foreach",
+        "fused",
+        "capturable",
+        "differentiable",
+        "maximize",
+        "decoupled_weight_decay",
+        "initial_lr",
+        "amsgrad",
+        "nesterov",
+        "weight_decay",
+        "iterations",  # kfit's update count (optimizer.iterations), set on the first step
+        "lr",
+    }
+    return keys - optional
+
+
+def check_rng_state(state: Any, source: str) -> None:
+    """Validates what `rng_state` returned, as read from a file.
+
+    Raises:
+        ValueError: naming `source` and the malformed part.
+    """
+
+    def fail(part: str) -> ValueError:
+        return ValueError(f"{source}: the random-generator state is malformed ({part}).")
+
+    if not isinstance(state, Mapping):
+        raise fail("not a mapping")
+    torch_state = state.get("torch")
+    if not isinstance(torch_state, torch.Tensor) or torch_state.dtype != torch.uint8:
+        raise fail("'torch' is not a uint8 tensor")
+    numpy_state = state.get("numpy")
+    if not isinstance(numpy_state, Mapping):
+        raise fail("'numpy' is missing")
+    keys = numpy_state.get("keys")
+    if not isinstance(keys, torch.Tensor) or keys.shape != (624,):
+        raise fail("'numpy.keys' is not 624 integers")
+    if not all(isinstance(numpy_state.get(k), int) for k in ("pos", "has_gauss")) or not (
+        isinstance(numpy_state.get("cached_gaussian"), float | int)
+    ):
+        raise fail("'numpy' lacks pos, has_gauss or cached_gaussian")
+    python_state = state.get("python")
+    if not isinstance(python_state, list) or len(python_state) != 3:
+        raise fail("'python' is not Python's random state")
+    try:  # the only reliable test of the torch and python parts is to try them on a scratch copy
+        generator = torch.Generator()
+        generator.set_state(torch_state)
+        random.Random().setstate(_to_tuples(python_state))
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise fail(str(err)) from err
+
+
+def check_training_state(module: torch.nn.Module, state: Any, source: str) -> None:
+    """Validates a full training state (what `Model.save` wrote) before anything is applied.
+
+    Checks the format and version, that every section is present, the weights (see
+    `check_state_dict`), the counters, History and random-generator states. The optimizer
+    section is checked by the caller against the optimizer it will load into
+    (`check_optimizer_state`).
+
+    Raises:
+        ValueError: naming `source` and the problem.
+    """
+    if not isinstance(state, Mapping) or state.get("format") != FORMAT:
+        raise ValueError(
+            f"{source} is not a kfit training state (made by Model.save); for weights alone "
+            "use load_weights."
+        )
+    version = state.get("version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(
+            f"{source} has training-state format version {version!r}; this kfit reads versions "
+            f"1 to {FORMAT_VERSION}. Upgrade kfit to load it."
+        )
+    missing = [key for key in _SECTIONS if key not in state]
+    if missing:
+        raise ValueError(f"{source} is incomplete: it lacks the sections {missing}.")
+    check_state_dict(module, state["weights"], source)
+    if not isinstance(state["compile"], Mapping):
+        raise ValueError(f"{source}: the 'compile' section is not a mapping.")
+    epochs = state["epochs_completed"]
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"{source}: 'epochs_completed' must be an integer >= 0; got {epochs!r}.")
+    history = state["history"]
+    if history is not None:
+        if not isinstance(history, Mapping) or not all(
+            key in history for key in ("history", "epoch", "params")
+        ):
+            raise ValueError(f"{source}: the 'history' section is malformed.")
+        if not isinstance(history["history"], Mapping) or not isinstance(history["epoch"], list):
+            raise ValueError(f"{source}: the 'history' section is malformed.")
+    if state["optimizer"] is not None and not isinstance(state["optimizer"], Mapping):
+        raise ValueError(f"{source}: the 'optimizer' section is not an optimizer state_dict.")
+    check_rng_state(state["rng"], source)
+
+
+_SECTIONS = ("weights", "optimizer", "compile", "epochs_completed", "history", "rng")
 
 
 # --------------------------------------------------------------------------- RNG state

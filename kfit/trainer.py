@@ -430,9 +430,9 @@ class Trainer(MetricTracking):
         previous_steps = None  # an epoch's length, for the message when a generator runs out
         with _DeferredInterrupt() as interrupt:
             self._interrupt = interrupt
-            callback_list.on_train_begin()
-            initial_epoch = self._initial_epoch or initial_epoch  # set by BackupAndRestore
             try:
+                callback_list.on_train_begin()
+                initial_epoch = self._initial_epoch or initial_epoch  # set by BackupAndRestore
                 for epoch in range(initial_epoch, epochs):
                     self.reset_metrics()
                     callback_list.on_epoch_begin(epoch)
@@ -464,9 +464,14 @@ class Trainer(MetricTracking):
                     self.stop_training = distributed.any_process(self.stop_training)
                     if self.stop_training:
                         break
-            except KeyboardInterrupt:
-                # Ctrl-C: the current batch finished; end training properly, then re-raise.
-                callback_list.on_train_end(epoch_logs)
+            except BaseException as err:
+                # Ctrl-C (the current batch finished) or an error: end training properly so
+                # that files and bars are closed, then re-raise. `self._interrupt` is still set
+                # here, which tells callbacks (BackupAndRestore) that the run did not finish.
+                try:
+                    callback_list.on_train_end(epoch_logs)
+                except Exception as cleanup_error:
+                    err.add_note(f"on_train_end also failed during cleanup: {cleanup_error!r}")
                 raise
             finally:
                 self._interrupt = None

@@ -240,7 +240,7 @@ def test_unknown_loss_id_inside_a_dict_fails_at_compile():
 
 
 def test_bad_loss_weights_fail_at_compile():
-    with pytest.raises(ValueError, match="`loss_weights` must be a number"):
+    with pytest.raises(ValueError, match="`loss_weights` must be a finite number"):
         TwoHeads().compile(loss="mse", loss_weights={"out_a": "heavy"}, device="cpu")
 
 

@@ -461,5 +461,5 @@ def test_a_scheduled_learning_rate_cannot_be_set_by_a_callback():
 
 
 def test_a_schedule_returning_a_bad_value_is_a_clear_error():
-    with pytest.raises(ValueError, match="must return a number >= 0; at step 0 it returned"):
+    with pytest.raises(ValueError, match="must return a finite number >= 0; at step 0 it returned"):
         kfit.optimizers.SGD(lambda step: -1.0)

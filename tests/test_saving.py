@@ -240,6 +240,7 @@ import torch
 # kfit/saving.py alone: importing the kfit package (torchmetrics) would cost seconds.
 spec = importlib.util.spec_from_file_location("kfit_saving", sys.argv[3])
 saving = importlib.util.module_from_spec(spec)
+sys.modules["kfit_saving"] = saving  # dataclasses look their module up there
 spec.loader.exec_module(saving)
 
 target, ready = sys.argv[1], Path(sys.argv[2])

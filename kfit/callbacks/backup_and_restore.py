@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import warnings
 from pathlib import Path
@@ -62,6 +63,10 @@ class BackupAndRestore(Callback):
         if not backup_dir:
             raise ValueError(f"`backup_dir` must name a folder; got {backup_dir!r}.")
         check_save_freq(save_freq)
+        if Path(backup_dir).exists() and not Path(backup_dir).is_dir():
+            raise ValueError(
+                f"`backup_dir` must be a folder; {os.fspath(backup_dir)!r} is an existing file."
+            )
         self.backup_dir = Path(backup_dir)
         self.save_freq = save_freq
         self.double_checkpoint = double_checkpoint
@@ -69,11 +74,13 @@ class BackupAndRestore(Callback):
         self._latest = self.backup_dir / "latest.pt"
         self._previous = self.backup_dir / "previous.pt"
         self._countdown: BatchCountdown | None = None
+        self._diverged = False
         if save_freq != "epoch":
             # A batch hook on the instance only: epoch-frequency backups cost nothing per step.
             self.on_train_batch_end = self._save_every_n_batches
 
     def on_train_begin(self, logs=None):
+        self._diverged = False
         if self.save_freq != "epoch":
             self._countdown = BatchCountdown(self.save_freq)
         if not self._restore(self._latest) and self.double_checkpoint:
@@ -104,6 +111,11 @@ class BackupAndRestore(Callback):
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):
+        if _non_finite_loss(logs):
+            # A NaN epoch (TerminateOnNaN stops after it) must not replace the last finite
+            # backup, and its end is not a clean finish.
+            self._diverged = True
+            return
         if self.save_freq == "epoch":
             self._save()
 
@@ -114,7 +126,12 @@ class BackupAndRestore(Callback):
         self.model.save(self._latest)
 
     def on_train_end(self, logs=None):
-        if not self.delete_checkpoint or self._interrupted() or not distributed.is_rank_zero():
+        if (
+            not self.delete_checkpoint
+            or self._interrupted()
+            or self._diverged
+            or not distributed.is_rank_zero()
+        ):
             return  # under torchrun rank 0 deletes; `fit` then waits for it
         for path in (self._latest, self._previous):
             path.unlink(missing_ok=True)
@@ -122,9 +139,18 @@ class BackupAndRestore(Callback):
             self.backup_dir.rmdir()
 
     def _interrupted(self) -> bool:
-        """Whether `fit` is ending because of Ctrl-C.
+        """Whether `fit` is ending because of Ctrl-C or an exception.
 
-        `fit` calls on_train_end after Ctrl-C too (then re-raises KeyboardInterrupt); it still
-        holds its interrupt guard, `model._interrupt`, only on that path.
+        `fit` calls on_train_end after Ctrl-C or an error too (then re-raises); it still holds
+        its interrupt guard, `model._interrupt`, only on that path.
         """
         return getattr(self.model, "_interrupt", None) is not None
+
+
+def _non_finite_loss(logs: dict | None) -> bool:
+    """Whether the epoch's logged loss is NaN or infinite."""
+    value = (logs or {}).get("loss")
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -67,6 +67,16 @@ class ModelCheckpoint(MonitorCallback):
         super().__init__(monitor=monitor, mode=mode, baseline=initial_value_threshold)
         check_save_freq(save_freq)
         self.filepath = os.fspath(filepath)
+        if not save_weights_only and self.filepath.endswith(".safetensors"):
+            raise ValueError(
+                f"ModelCheckpoint cannot save the full training state to {self.filepath!r}: "
+                "`.safetensors` holds weights only. Pass `save_weights_only=True`, or use a "
+                "`.pt` file."
+            )
+        if Path(self.filepath).is_dir():
+            raise IsADirectoryError(
+                f"ModelCheckpoint's `filepath` must name a file; {self.filepath!r} is a directory."
+            )
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only

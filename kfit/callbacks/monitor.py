@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import operator
+import warnings
 from typing import Any, Literal
 
 from kfit.callbacks.callback import Callback
@@ -76,6 +78,7 @@ class MonitorCallback(Callback):
         self.best = baseline
         self.min_delta = abs(min_delta)
         self.monitor_op: Any = None
+        self._warned_nan = False
 
     def _set_monitor_op(self) -> None:
         """Settles whether lower or higher is better (call at `on_train_begin`)."""
@@ -92,7 +95,27 @@ class MonitorCallback(Callback):
         self._signed_delta = self.min_delta if mode == "max" else -self.min_delta
 
     def _is_improvement(self, value: float, reference: float | None) -> bool:
-        """Whether `value` beats `reference` by more than `min_delta` (Keras's rule)."""
-        if reference is None:
+        """Whether `value` beats `reference` by more than `min_delta` (Keras's rule).
+
+        NaN is never an improvement (Keras counts a first NaN as the best, then nothing beats
+        it); the first NaN seen is reported with a warning.
+        """
+        if _is_nan(value):
+            if not self._warned_nan:
+                self._warned_nan = True
+                warnings.warn(
+                    f"{type(self).__name__}: the monitored value {self.monitor!r} is NaN; a NaN "
+                    "never counts as an improvement.",
+                    stacklevel=3,
+                )
+            return False
+        if reference is None or _is_nan(reference):
             return True
         return bool(self.monitor_op(value - self._signed_delta, reference))
+
+
+def _is_nan(value: Any) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -240,8 +240,14 @@ def test_filepath_key_missing_from_logs_raises_key_error(tmp_path):
         callback.on_epoch_end(0, {"val_loss": 0.5})
 
 
-def test_filepath_naming_a_directory_raises(tmp_path):
-    callback = ModelCheckpoint(tmp_path)
+def test_filepath_naming_a_directory_raises_before_training(tmp_path):
+    with pytest.raises(IsADirectoryError, match="must name a file"):
+        ModelCheckpoint(tmp_path)
+
+
+def test_filepath_formatted_into_a_directory_raises(tmp_path):
+    (tmp_path / "ck-1").mkdir()
+    callback = ModelCheckpoint(str(tmp_path / "ck-{epoch}"))
     callback.set_model(_model())
     with pytest.raises(IsADirectoryError, match="must name a file"):
         callback.on_epoch_end(0, {"val_loss": 0.5})

@@ -86,7 +86,7 @@ def test_fit_stops_after_the_batch_with_a_nan_loss(column_recorder, capsys):
     assert capsys.readouterr().out == "Batch 2: Invalid loss, terminating training\n"
 
 
-def test_fit_with_raise_error_raises_and_skips_train_end(column_recorder):
+def test_fit_with_raise_error_raises_after_train_end_cleanup(column_recorder):
     model, x = _nan_from_third_batch(column_recorder)
     ended = []
     with pytest.raises(RuntimeError, match="batch 2"):
@@ -99,7 +99,7 @@ def test_fit_with_raise_error_raises_and_skips_train_end(column_recorder):
             callbacks=[TerminateOnNaN(raise_error=True), LambdaCallback(on_train_end=ended.append)],
         )
     assert len(column_recorder.seen) == 3
-    assert ended == []
+    assert len(ended) == 1  # kfit runs on_train_end on errors too (Keras skips it) to clean up
 
 
 def test_fit_with_finite_losses_runs_every_epoch(column_recorder):
