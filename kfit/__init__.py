@@ -9,7 +9,15 @@ Example:
 """
 
 import importlib
+import warnings
 from typing import Any
+
+with warnings.catch_warnings():
+    # torchmetrics imports transformers when it is installed, which imports `tqdm.auto`: in a
+    # notebook without ipywidgets that warns "IProgress not found", about bars kfit does not
+    # draw (kfit chooses its own, `kfit.progress`).
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import torchmetrics  # noqa: F401
 
 from kfit import (
     callbacks,
