@@ -468,6 +468,7 @@ class Trainer(MetricTracking):
                 # Ctrl-C (the current batch finished) or an error: end training properly so
                 # that files and bars are closed, then re-raise. `self._interrupt` is still set
                 # here, which tells callbacks (BackupAndRestore) that the run did not finish.
+                callback_list.on_exception(err)
                 try:
                     callback_list.on_train_end(epoch_logs)
                 except Exception as cleanup_error:
@@ -656,7 +657,11 @@ class Trainer(MetricTracking):
         data, batch_size, callback_list = self._prepare_run(
             x, y, sample_weight, batch_size, verbose, steps, callbacks
         )
-        logs = self._evaluate_data(data, batch_size, steps, callback_list)
+        try:
+            logs = self._evaluate_data(data, batch_size, steps, callback_list)
+        except BaseException as err:  # Ctrl-C included: the progress bar says interrupted
+            callback_list.on_exception(err)
+            raise
         return self._shape_result(logs, return_dict)
 
     def _prepare_run(self, x, y, sample_weight, batch_size, verbose, steps, callbacks):
@@ -735,6 +740,24 @@ class Trainer(MetricTracking):
         data, batch_size, callback_list = self._prepare_run(
             x, None, None, batch_size, verbose, steps, callbacks
         )
+        try:
+            outputs = self._predict_data(data, batch_size, steps, callback_list)
+        except BaseException as err:  # Ctrl-C included: the progress bar says interrupted
+            callback_list.on_exception(err)
+            raise
+        if not outputs:
+            raise ValueError("`predict` got no batches from `x`.")
+        outputs = distributed.gather_outputs(_concatenate(outputs), data)  # torchrun: all parts
+        return _to_numpy(outputs)  # sync point: outputs to the host
+
+    def _predict_data(
+        self,
+        data: ArrayData | IterableData,
+        batch_size: int,
+        steps: int | None,
+        callback_list: CallbackList,
+    ) -> list[Any]:
+        """The outputs of every batch, with the `on_predict_*` hooks around them."""
         callback_list.on_predict_begin()
         batches = next(self._batch_stream(data, batch_size, False, None))
         if steps is not None:
@@ -752,10 +775,7 @@ class Trainer(MetricTracking):
                         "on_predict_batch_end", step, {"outputs": outputs[-1]}
                     )
         callback_list.on_predict_end()
-        if not outputs:
-            raise ValueError("`predict` got no batches from `x`.")
-        outputs = distributed.gather_outputs(_concatenate(outputs), data)  # torchrun: all parts
-        return _to_numpy(outputs)  # sync point: outputs to the host
+        return outputs
 
     # ------------------------------------------------------------------ *_on_batch
 

@@ -55,7 +55,29 @@ try:
 except KeyboardInterrupt:
     print("completed:", fresh.epochs_completed, len(fresh.history.history["loss"]))
 """
-CELLS = {"setup": SETUP, "fit": FIT, "evaluate": EVALUATE, "predict": PREDICT, "ctrl_c": INTERRUPT}
+INTERRUPT_EVALUATION = """
+class CtrlCAt5(kfit.callbacks.Callback):
+    def on_test_batch_end(self, batch, logs=None):
+        if batch == 5:
+            raise KeyboardInterrupt
+
+    on_predict_batch_end = on_test_batch_end
+
+for run in (lambda: model.evaluate(x, y, batch_size=4, callbacks=[CtrlCAt5()]),
+            lambda: model.predict(x, batch_size=4, callbacks=[CtrlCAt5()])):
+    try:
+        run()
+    except KeyboardInterrupt:
+        print("stopped")
+"""
+CELLS = {
+    "setup": SETUP,
+    "fit": FIT,
+    "evaluate": EVALUATE,
+    "predict": PREDICT,
+    "ctrl_c": INTERRUPT,
+    "ctrl_c_evaluation": INTERRUPT_EVALUATION,
+}
 FINAL_LINE = re.compile(r"\d+/\d+ \[={30}\] - \d+s \d+(s|ms|us)/step")
 
 
@@ -165,6 +187,24 @@ def test_ctrl_c_leaves_one_red_bar_and_the_completed_epochs(with_widgets):
     assert bars[1]["value"] == 5  # the interrupting callback runs before the logger
     assert " 5/25 - interrupted" in text
     assert "completed: 1 1" in text
+
+
+def test_ctrl_c_in_evaluate_and_predict_leaves_their_bars_red(with_widgets):
+    cells, notebook = with_widgets
+    bars = _progress_states(notebook, cells["ctrl_c_evaluation"])
+
+    assert [bar.get("bar_style", "") for bar in bars] == ["danger", "danger"]
+    assert [bar["value"] for bar in bars] == [5, 5]  # the interrupting callback runs first
+    assert _text(cells["ctrl_c_evaluation"]).count(" 5/25 - interrupted") == 2
+
+
+def test_without_widgets_ctrl_c_in_evaluate_and_predict_marks_their_lines(without_widgets):
+    cells, _ = without_widgets
+    lines = _text(cells["ctrl_c_evaluation"]).strip().split("\n")
+
+    assert lines[1::2] == ["stopped", "stopped"]
+    for line in lines[0::2]:
+        assert re.fullmatch(r"\s*5/25 \[=+\.+\] - interrupted", line.rstrip()), line
 
 
 def test_without_widgets_import_does_not_warn(without_widgets):

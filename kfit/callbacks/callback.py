@@ -106,3 +106,15 @@ class Callback:
 
     def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """Called after each prediction step with `{'outputs': ...}` (device tensors)."""
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Called when `fit`, `evaluate` or `predict` raises (Ctrl-C included).
+
+        A kfit addition (Keras has no such hook), called before the error propagates. `fit`
+        then also calls `on_train_end`, so files opened there are closed either way; `evaluate`
+        and `predict` call no end hook after an error. kfit's progress log marks its open bar
+        interrupted here.
+
+        Args:
+            exception: what was raised.
+        """

@@ -126,6 +126,14 @@ class CallbackList:
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         self._call("on_predict_end", logs or {})
 
+    def on_exception(self, exception: BaseException) -> None:
+        """Calls every `on_exception`; an error there becomes a note on `exception`."""
+        for callback in self.callbacks:
+            try:
+                callback.on_exception(exception)
+            except Exception as cleanup_error:  # noqa: BLE001 - the original error wins
+                exception.add_note(f"on_exception also failed: {cleanup_error!r}")
+
     def on_batch_hook(self, hook: str, batch: int, logs: Any = None) -> None:
         """Calls the batch hook `hook` (e.g. `'on_train_batch_end'`) on those that override it."""
         self._call_batch(hook, batch, {} if logs is None else logs)

@@ -49,7 +49,13 @@ class ProgbarLogger(Callback):
 
     def on_train_end(self, logs=None):
         self._in_fit = False
-        if self._bar is not None:  # an epoch began and never ended: Ctrl-C, or no data left
+        self._interrupt()  # an epoch began and never ended: no data left
+
+    def on_exception(self, exception):
+        self._interrupt()  # Ctrl-C or an error: the open bar says so (a red widget)
+
+    def _interrupt(self) -> None:
+        if self._bar is not None:
             self._bar.interrupt(self._seen)
             self._bar = None
 
