@@ -433,7 +433,8 @@ def make_data(
 
     Args:
         x: arrays/tensors (or structures of them), a Dataset, a DataLoader or an iterable.
-        y: targets when `x` holds arrays; must be None for data sets.
+        y: targets when `x` holds arrays; must be None for data sets. When None, a dict `x`
+            with a `labels` (or `label`) entry takes it as the targets, as a dict batch does.
         sample_weight: per-sample weights when `x` holds arrays.
         float_dtype: the model's floating dtype.
         batch_size: used to batch a map-style `Dataset`.
@@ -462,6 +463,8 @@ def make_data(
         return IterableData(x)
     x_tree = standardize_dtypes(to_tensor_tree(x, what), float_dtype)
     y_tree = standardize_dtypes(to_tensor_tree(y, "y"), float_dtype, is_target=True)
+    if y_tree is None and isinstance(x_tree, Mapping):  # in memory, as a dict batch: `unpack`
+        y_tree = unpack(x_tree)[1]
     weights = to_tensor_tree(sample_weight, "sample_weight")
     if weights is not None:
         for leaf in leaves(weights):

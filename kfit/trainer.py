@@ -384,10 +384,9 @@ class Trainer(MetricTracking):
             train = self._apply_class_weight(train, class_weight)
         train = train.to(self.device) if isinstance(train, ArrayData) else train
         val = val.to(self.device) if isinstance(val, ArrayData) else val
-        if self._compiled_loss is not None:  # streamed class ids, checked on the host
-            for streamed in (train, val):
-                if isinstance(streamed, IterableData):
-                    streamed.check_targets = self._compiled_loss.check_targets
+        for streamed in (train, val):
+            if isinstance(streamed, IterableData):
+                self._check_targets_of(streamed)
 
         # A custom train_step with the default test_step may not use the compiled loss at
         # all (a GAN): its training data cannot be checked by a test step.
@@ -657,12 +656,26 @@ class Trainer(MetricTracking):
         data, batch_size, callback_list = self._prepare_run(
             x, y, sample_weight, batch_size, verbose, steps, callbacks
         )
+        self._check_targets_of(data)
         try:
             logs = self._evaluate_data(data, batch_size, steps, callback_list)
         except BaseException as err:  # Ctrl-C included: the progress bar says interrupted
             callback_list.on_exception(err)
             raise
         return self._shape_result(logs, return_dict)
+
+    def _check_targets_of(self, data: ArrayData | IterableData | None) -> None:
+        """Class ids outside the output's classes raise a `ValueError` (see `check_targets`).
+
+        In-memory targets are checked at once (once the loss knows the number of classes, from
+        the first batch it saw); streamed ones batch by batch on the host, before their copy.
+        """
+        if self._compiled_loss is None:
+            return
+        if isinstance(data, IterableData):
+            data.check_targets = self._compiled_loss.check_targets
+        elif isinstance(data, ArrayData) and data.y is not None:
+            self._compiled_loss.check_targets(data.y)
 
     def _prepare_run(self, x, y, sample_weight, batch_size, verbose, steps, callbacks):
         """Validates the arguments shared by `evaluate` and `predict`; builds data and hooks."""

@@ -156,6 +156,30 @@ def test_dict_batch_label_key_is_the_target_and_dropped_when_forward_lacks_it():
     assert set(history) == {"loss", "acc"}
 
 
+def test_in_memory_dict_with_labels_trains_a_compiled_loss_and_splits_for_validation():
+    x, y = _data()
+    inputs = {"features": x, "labels": y}
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(FEATURES, CLASSES)
+
+        def forward(self, features):
+            return self.linear(features)
+
+    model = kfit.Model(Classifier())
+    model.compile(
+        "sgd", kfit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    history = model.fit(inputs, validation_split=0.25, epochs=2, batch_size=8, verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    held_out = {"features": x[-len(x) // 4 :], "labels": y[-len(y) // 4 :]}
+    expected = model.evaluate(x[-len(x) // 4 :], y[-len(y) // 4 :], verbose=0)
+    assert model.evaluate(held_out, verbose=0) == pytest.approx(expected)
+    assert history.history["val_loss"][-1] == pytest.approx(expected[0], rel=1e-6)
+
+
 def test_dict_batch_with_both_label_keys_fails():
     x, y = _data()
     batch = {"x": torch.tensor(x), "label": torch.tensor(y), "labels": torch.tensor(y)}
@@ -239,6 +263,21 @@ def test_negative_label_in_a_stream_fails_with_its_position_before_the_copy():
     model.compile("sgd", kfit.losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(ValueError, match=r"class id -2 at position 29"):
         model.fit(stream, verbose=0)
+
+
+def test_evaluate_checks_class_ids_up_front_and_in_a_stream():
+    x, y = _data()
+    model = kfit.Sequential(nn.Linear(FEATURES, CLASSES))
+    model.compile("sgd", kfit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=8, verbose=0)
+    bad_x, bad_y = _bad_labels()
+    with pytest.raises(ValueError, match=r"class id 7 at position 37"):
+        model.evaluate(bad_x, bad_y, batch_size=8, verbose=0)
+    stream = DataLoader(
+        list(zip(torch.tensor(bad_x), torch.tensor(bad_y), strict=True)), batch_size=8
+    )
+    with pytest.raises(ValueError, match=r"class id 7 at position 37"):
+        model.evaluate(stream, verbose=0)
 
 
 def test_ignore_class_is_not_out_of_range():
