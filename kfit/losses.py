@@ -512,6 +512,17 @@ def reduce_weighted(
     return total / max(values.numel(), 1)
 
 
+def _checked_values(values: Any, name: str) -> torch.Tensor:
+    """`values`, or a `TypeError` naming the loss when its function returned no tensor."""
+    if not isinstance(values, torch.Tensor):
+        what = "None" if values is None else f"a {type(values).__name__} ({values!r:.40})"
+        raise TypeError(
+            f"The loss {name!r} returned {what}; a loss function must return a tensor (one "
+            "value per sample, or a scalar)."
+        )
+    return values
+
+
 class Loss:
     """Base class of Keras-style losses: per-sample `call`, then a reduction.
 
@@ -543,7 +554,8 @@ class Loss:
     def __call__(
         self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return reduce_weighted(self.call(y_true, y_pred), sample_weight, self.reduction)
+        values = _checked_values(self.call(y_true, y_pred), self.name)
+        return reduce_weighted(values, sample_weight, self.reduction)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "reduction": self.reduction}
@@ -584,7 +596,8 @@ class LossFunctionWrapper(Loss):
             loss = batch_mean(y_true, y_pred, **self.fn_kwargs) if batch_mean else None
             if loss is not None:
                 return loss
-        return reduce_weighted(self.call(y_true, y_pred), sample_weight, self.reduction)
+        values = _checked_values(self.call(y_true, y_pred), self.name)
+        return reduce_weighted(values, sample_weight, self.reduction)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self.fn_kwargs}

@@ -28,6 +28,7 @@ from kfit.callbacks.torch_scheduler import as_callback
 from kfit.data import ArrayData, IterableData, batch_size_of
 from kfit.diagnosis import TrainingDiagnosis
 from kfit.history import History
+from kfit.outputs import check_predictions
 from kfit.tracking import MetricTracking, read_values, to_float32
 
 
@@ -783,6 +784,8 @@ class Trainer(MetricTracking):
                 if call_begin:
                     callback_list.on_batch_hook("on_predict_batch_begin", step)
                 outputs.append(self.predict_step(batch))
+                if step == 0:
+                    check_predictions(outputs[0])  # before the other batches run
                 if call_end:
                     callback_list.on_batch_hook(
                         "on_predict_batch_end", step, {"outputs": outputs[-1]}
@@ -831,6 +834,7 @@ class Trainer(MetricTracking):
         data = data_module.make_data(x, None, None, self.float_dtype, batch_size=1, shuffle=False)
         with _inference(self):
             outputs = self.predict_step(self._whole_batch(data))
+        check_predictions(outputs)
         return _to_numpy(outputs)
 
     def _whole_batch(self, data: ArrayData | IterableData) -> data_module.Batch:
