@@ -203,7 +203,7 @@ class Model(Trainer, nn.Module):
         loss_weights: float | list[float] | dict[str, float] | None = None,
         metrics: Any = None,
         weighted_metrics: Any = None,
-        jit_compile: bool = False,
+        jit_compile: bool | str = False,
         device: str | torch.device | None = None,
         lr_scheduler: Any = None,
         precision: str | int = "32",
@@ -230,9 +230,11 @@ class Model(Trainer, nn.Module):
                 dict `{output name: metric(s)}`; log keys become `{output}_{metric}`.
             weighted_metrics: metrics that take `sample_weight`/`class_weight` into account,
                 in the same forms.
-            jit_compile: run each step's forward pass and loss (and so their backward pass)
-                through `torch.compile`; warns and runs eagerly where that fails. See
-                `kfit.jit`.
+            jit_compile: True compiles the whole training step (forward pass, loss,
+                backward pass, clipping, accumulation, optimizer update) with `torch.compile`;
+                `"reduce-overhead"` also captures it in CUDA graphs on a GPU. Where the step
+                cannot be compiled whole, warns once and compiles the forward pass and loss;
+                where compilation fails, warns and runs eagerly. See `kfit.jit`.
             device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
                 then CPU.
             lr_scheduler: a `torch.optim.lr_scheduler` scheduler, a function
@@ -251,9 +253,12 @@ class Model(Trainer, nn.Module):
                 device or invalid options.
             TypeError: for arguments of the wrong kind.
         """
-        for flag_name, flag in (("jit_compile", jit_compile), ("channels_last", channels_last)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"`{flag_name}` must be True or False; got {flag!r}.")
+        if not isinstance(jit_compile, bool) and jit_compile != "reduce-overhead":
+            raise TypeError(
+                f"`jit_compile` must be True, False or 'reduce-overhead'; got {jit_compile!r}."
+            )
+        if not isinstance(channels_last, bool):
+            raise TypeError(f"`channels_last` must be True or False; got {channels_last!r}.")
         # torchrun: an unnumbered `cuda` is this process's GPU, cuda:LOCAL_RANK.
         target_device = _with_index(distributed.setup(resolve_device(device)))
         mixed_precision = Precision(precision, target_device)
@@ -283,7 +288,9 @@ class Model(Trainer, nn.Module):
         self._optimizer_source = optimizer_id
         self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
         # Kept out of nn.Module's registry: the compiled wrapper holds this very model.
-        self.__dict__["_jit"] = self._jit_for_compile() if jit_compile else None
+        self.__dict__["_jit"] = (
+            self._jit_for_compile(jit_compile, target_device) if jit_compile else None
+        )
         self.stop_training = False
         self._compile_config = _expressible_config(
             optimizer=optimizer,
@@ -333,14 +340,27 @@ class Model(Trainer, nn.Module):
         if isinstance(history, History):  # its (weak) model reference is not pickled
             history.set_model(self)
 
+    @property
+    def jit_compile_seconds(self) -> float:
+        """Seconds spent compiling the training step so far (`jit_compile`; 0.0 without)."""
+        return self._jit.compile_seconds if self._jit is not None else 0.0
+
     @staticmethod
-    def _jit_for_compile() -> Jit | None:
+    def _jit_for_compile(jit_compile: bool | str, device: torch.device) -> Jit | None:
         try:
             jit_module.check_available()
         except Exception as err:  # noqa: BLE001 - any reason torch.compile cannot run at all
             warnings.warn(f"torch.compile is unavailable ({err}); running eagerly.", stacklevel=3)
             return None
-        return Jit()
+        mode = "reduce-overhead" if jit_compile == "reduce-overhead" else None
+        if mode is not None and device.type != "cuda":
+            warnings.warn(
+                "jit_compile='reduce-overhead' captures CUDA graphs, which need a CUDA device; "
+                f"compiling without them on {device.type}.",
+                stacklevel=3,
+            )
+            mode = None
+        return Jit(mode)
 
     def _check_compiled(self, method: str) -> None:
         if self._device is None:

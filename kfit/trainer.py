@@ -117,6 +117,8 @@ class Trainer(MetricTracking):
         compiled-metrics container's `result()`, is flattened).
         """
         x, y, sample_weight = data_module.unpack(data)
+        if self._jit is not None and self._jit.train_step(self, x, y, sample_weight):
+            return None  # `jit_compile`: the whole step compiled (kfit.jit)
         with self._precision.autocast():  # mixed precision, if compiled with it
             y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.apply_gradients(loss)
