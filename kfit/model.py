@@ -610,17 +610,19 @@ class Model(Trainer, nn.Module):
         start_lr: float = 1e-7,
         end_lr: float = 10.0,
         num_steps: int = 100,
-        smoothing: float = 0.98,
+        smoothing: float = 0.8,
         diverge_threshold: float | None = 4.0,
         plot: bool = True,
         verbose: int | str = "auto",
+        seed: int | None = 0,
     ) -> lr_finder.LRFinderResult:
         """The learning-rate range test; weights and optimizer state are restored afterwards.
 
         See `kfit.lr_finder.lr_find` for the arguments. Not in Keras.
 
         Returns:
-            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr`, `plot()`.
+            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr` (or `reason`),
+                `plot()`.
         """
         return lr_finder.lr_find(
             self,
@@ -635,6 +637,7 @@ class Model(Trainer, nn.Module):
             diverge_threshold=diverge_threshold,
             plot=plot,
             verbose=verbose,
+            seed=seed,
         )
 
     # ------------------------------------------------------------------ properties

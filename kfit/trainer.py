@@ -275,6 +275,12 @@ class Trainer(MetricTracking):
         if optimizer is None:  # lazy modules: built once their parameters exist
             optimizer = self._optimizer_for_step()
         scaler = self._precision.scaler  # precision='16-mixed' only
+        if not loss.requires_grad and torch.is_grad_enabled():
+            raise ValueError(
+                "The loss has no gradient: it does not depend on any trainable weight. Compute "
+                "it with torch operations on `y_pred` (not numpy, `.item()` or `.detach()`), "
+                "and check that some parameters have requires_grad=True."
+            )
         if self._step_controls is not None:
             self._step_controls.step(optimizer, loss, scaler)
         elif scaler is not None:
@@ -495,7 +501,9 @@ class Trainer(MetricTracking):
                 self.test_step(data_module.as_yielded(first))
             if self._compiled_loss is not None and data.y is not None:
                 self._compiled_loss.check_targets(data.y)  # every class id, once, up front
-        except Exception:
+        except Exception as err:
+            if isinstance(err, RuntimeError):  # torch's own message names no argument
+                err.add_note(f"kfit: raised by the first batch, {_described_batch(first)}.")
             # Nothing settled from a batch that failed: the next call decides afresh.
             if self._compiled_loss is not None:
                 self._compiled_loss.unbuild()
@@ -847,6 +855,32 @@ class Trainer(MetricTracking):
             data_module.move_tree(data.y, self.device),
             data_module.move_tree(data.sample_weight, self.device),
         )
+
+
+def _described_batch(batch: data_module.Batch) -> str:
+    """`x: float32 (32, 5); y: float32 (32, 1)`: what a failing first batch held."""
+
+    def describe(tree: Any) -> str:
+        parts = [
+            f"{str(t.dtype).removeprefix('torch.')} {tuple(t.shape)}"
+            for t in data_module.leaves(tree)
+            if isinstance(t, torch.Tensor)
+        ]
+        return ", ".join(parts) or type(tree).__name__
+
+    names = ("x", "y", "sample_weight")
+    described = "; ".join(
+        f"{name}: {describe(tree)}"
+        for name, tree in zip(names, batch, strict=True)
+        if tree is not None
+    )
+    inputs = [t for t in data_module.leaves(batch[0]) if isinstance(t, torch.Tensor)]
+    if any(not (t.is_floating_point() or t.is_complex()) for t in inputs):
+        described += (
+            " (integer `x` reaches the model as it is, for embeddings: cast it to float32 if "
+            "the model expects floats)"
+        )
+    return described
 
 
 def _flattened(logs: dict[str, Any]) -> dict[str, Any]:

@@ -402,3 +402,33 @@ def test_csv_logger_opens_nothing_when_the_first_batch_fails(tmp_path, data):
     with pytest.raises(TypeError, match="returned None"):
         _model(lambda t, p: None).fit(x, y, verbose=0, callbacks=[logger])
     assert logger.csv_file is None
+
+
+# --------------------------------------------------------------------------- torch errors
+
+
+def test_a_loss_without_gradient_is_named_before_any_step(data, take_snapshot, assert_unchanged):
+    x, y, _ = data
+    model = _model(lambda t, p: torch.as_tensor(np.square(t.numpy() - p.detach().numpy()).mean()))
+    before = take_snapshot(model)
+
+    with pytest.raises(ValueError, match="The loss has no gradient"):
+        model.fit(x, y, verbose=0)
+
+    assert_unchanged(model, before)
+
+
+def test_a_torch_error_on_the_first_batch_notes_what_the_batch_held(data):
+    x, y, _ = data
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as info:
+        _model("mse").fit(np.zeros((N, 5), np.float32), y, batch_size=4, verbose=0)
+    assert "kfit: raised by the first batch, x: float32 (4, 5); y: float32 (4, 2)." in (
+        info.value.__notes__
+    )
+
+
+def test_integer_inputs_that_fail_get_a_hint_to_cast_them(data):
+    _, y, _ = data
+    with pytest.raises(RuntimeError) as info:
+        _model("mse").fit(np.arange(3 * N).reshape(N, 3), y, verbose=0)
+    assert "cast it to float32" in info.value.__notes__[-1]
