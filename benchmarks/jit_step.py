@@ -109,6 +109,7 @@ def run_workload(
     w = peers.make_workload(key, smoke=smoke)
     cut = None if smoke else MAX_SAMPLES[key]
     x, y = (w.x[:cut], w.y[:cut]) if cut else (w.x, w.y)
+    w.label = w.label.replace(f"{len(w.x)}x", f"{len(x)}x")
     w.x, w.y = x, y
     setups = {
         "loop": lambda: peers.setup_fast(w, device, x, y, w.epochs),
