@@ -458,3 +458,20 @@ def test_cuda_whole_step_matches_eager_without_host_syncs(jit_compile):
     _assert_same(models, histories, rtol=1e-4, atol=1e-5)
     assert models[1]._jit.whole_step
     assert models[1]._jit.mode == (None if jit_compile is True else "reduce-overhead")
+
+
+def test_an_optimizer_state_loaded_mid_training_is_the_one_updated(graphs):
+    x, y = _regression()
+    models = []
+    for jit_compile in (False, True):
+        model = kfit.Model(_mlp())
+        model.compile("adam", "mse", device="cpu", jit_compile=jit_compile)
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        model.optimizer.load_state_dict(copy.deepcopy(model.optimizer.state_dict()))
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        models.append(model)
+    eager_state, jit_state = (m.optimizer.state_dict()["state"] for m in models)
+    for index, entries in eager_state.items():
+        for key, value in entries.items():
+            torch.testing.assert_close(jit_state[index][key], value, rtol=1e-5, atol=1e-6)
+    assert int(jit_state[0]["step"]) == 4 * 5
