@@ -125,7 +125,7 @@ class Jit:
         optimizer = model.optimizer
         batch_size = data_module.batch_size_of(x)
         state = self._state
-        if state is None or state.optimizer is not optimizer:
+        if state is None or not state.holds(optimizer):
             if optimizer is not None:
                 blocker = whole_step_blocker(model)
                 if blocker is not None:
@@ -416,6 +416,7 @@ class _StepState:
         self.groups = optimizer.param_groups
         self.params = [p for group in self.groups for p in group["params"]]
         self.group_sizes = [len(group["params"]) for group in self.groups]
+        self.state_by_param = optimizer.state
         self.states = [optimizer.state[p] for p in self.params]
         device = self.params[0].device
         self.rates = [float(group["lr"]) for group in self.groups]
@@ -425,6 +426,14 @@ class _StepState:
         self.loss_recorders = {key: _Recorder() for key in self.loss_trackers}
         self.term_trackers = model._loss_terms.trackers
         self.term_recorders = {key: _Recorder() for key in self.term_trackers}
+
+    def holds(self, optimizer: torch.optim.Optimizer | None) -> bool:
+        """Whether this is still `optimizer`'s state (`load_state_dict` replaces it)."""
+        return (
+            optimizer is self.optimizer
+            and optimizer.state is self.state_by_param
+            and optimizer.param_groups is self.groups
+        )
 
     def set_rates(self) -> None:
         """Copies changed learning rates (a schedule, a callback) into the rate tensors."""
