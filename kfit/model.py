@@ -18,6 +18,8 @@ from kfit import distributed, loss_terms, lr_finder, saving
 from kfit import jit as jit_module
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
+from kfit.callbacks import state as callback_state
+from kfit.callbacks.callback import Callback
 from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
 from kfit.diagnosis import Diagnostic
@@ -497,7 +499,9 @@ class Model(Trainer, nn.Module):
         )
         self.load_state_dict(state)
 
-    def save(self, filepath: str | os.PathLike) -> None:
+    def save(
+        self, filepath: str | os.PathLike, callbacks: Sequence[Callback] | None = None
+    ) -> None:
         """Saves the full training state, for `load` to resume from.
 
         The file holds the weights, the optimizer state, the compile settings that are plain
@@ -508,6 +512,8 @@ class Model(Trainer, nn.Module):
 
         Args:
             filepath: where to write (atomically).
+            callbacks: callbacks whose `state_dict()` to save too (ModelCheckpoint's best
+                value, EarlyStopping's wait, ...), for `load(..., callbacks=...)`. Not in Keras.
         """
         if not distributed.is_rank_zero():
             return
@@ -537,13 +543,22 @@ class Model(Trainer, nn.Module):
             if self._precision.scaler is None
             else self._precision.scaler.state_dict(),
         }
+        if callbacks:
+            state["callbacks"] = callback_state.callback_states(callbacks)
         saving.save_tensors(state, filepath)
 
-    def load(self, filepath: str | os.PathLike) -> None:
+    def load(
+        self, filepath: str | os.PathLike, callbacks: Sequence[Callback] | None = None
+    ) -> None:
         """Restores what `save` wrote into this model, built from the same code.
 
         An uncompiled model is compiled with the saved settings when they were plain ids.
         Continue training with `fit(..., initial_epoch=model.epochs_completed)`.
+
+        Args:
+            filepath: the file `save` wrote.
+            callbacks: callbacks to give their saved `state_dict()` (see `save`); one with
+                memory but no saved state starts afresh, with a warning. Not in Keras.
 
         Raises:
             ValueError: for a file that is not a kfit training state, was made for another
@@ -574,13 +589,16 @@ class Model(Trainer, nn.Module):
         optimizer = None
         if saved_optimizer is not None and self._compiled_loss is not None:
             optimizer = self._optimizer_for_step()
-            try:
+        try:
+            if optimizer is not None:
                 saving.check_optimizer_state(optimizer, saved_optimizer, source)
-            except ValueError:
-                if before_compile is not None:  # undo the compile this call made
-                    self.__dict__.clear()
-                    self.__dict__.update(before_compile)
-                raise
+            if callbacks:  # all or nothing; the last check before anything is applied
+                callback_state.load_callback_states(callbacks, state.get("callbacks"), source)
+        except ValueError:
+            if before_compile is not None:  # undo the compile this call made
+                self.__dict__.clear()
+                self.__dict__.update(before_compile)
+            raise
         self.load_state_dict(state["weights"])
         if optimizer is not None:
             optimizer.load_state_dict(saved_optimizer)
