@@ -294,7 +294,8 @@ def deserialize(
         return _resolve(inner, table)
     found = table.get(config.get("registered_name") or class_name, table.get(class_name))
     if found is None:
-        raise unknown_id_error("loss", class_name, list(table), "kfit.losses.ALL_OBJECTS_DICT")
+        classes = [name for name, value in table.items() if isinstance(value, type)]
+        raise unknown_id_error("loss class", class_name, classes, "kfit.losses.ALL_OBJECTS_DICT")
     if not isinstance(found, type):
         return found
     return found.from_config(dict(inner or {}))
