@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from kfit import distributed, loss_terms, lr_finder, saving
+from kfit import compile_config, distributed, loss_terms, lr_finder, saving
 from kfit import jit as jit_module
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
@@ -42,19 +42,6 @@ def _scheduler_callback(lr_scheduler: Any) -> Any:
         "`lr_scheduler` must be a torch.optim.lr_scheduler scheduler, a function optimizer -> "
         f"scheduler, or a kfit.callbacks.TorchScheduler; got {type(lr_scheduler).__name__}."
     )
-
-
-def _expressible_config(**settings: Any) -> dict[str, Any]:
-    """The compile settings that can be saved as plain values (string ids and numbers)."""
-
-    def plain(value: Any) -> bool:
-        if isinstance(value, list | tuple):
-            return all(plain(v) for v in value)
-        if isinstance(value, dict):
-            return all(isinstance(k, str) and plain(v) for k, v in value.items())
-        return value is None or isinstance(value, str | int | float | bool)
-
-    return {key: value for key, value in settings.items() if plain(value)}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -294,7 +281,7 @@ class Model(Trainer, nn.Module):
             self._jit_for_compile(jit_compile, target_device) if jit_compile else None
         )
         self.stop_training = False
-        self._compile_config = _expressible_config(
+        self._compile_config = compile_config.to_config(
             optimizer=optimizer,
             loss=loss,
             loss_weights=loss_weights,
@@ -504,9 +491,12 @@ class Model(Trainer, nn.Module):
     ) -> None:
         """Saves the full training state, for `load` to resume from.
 
-        The file holds the weights, the optimizer state, the compile settings that are plain
-        ids, the epochs completed, History and the random-generator states. No classes are
-        pickled: `load` restores the state into a model built from code.
+        The file holds the weights, the optimizer state, the compile settings (ids, and the
+        configs of kfit loss, optimizer, schedule and metric objects; see
+        `kfit.compile_config`), the epochs completed, History and the random-generator states.
+        No classes are pickled: `load` restores the state into a model built from code.
+        Settings holding objects without a config (a torch optimizer, a lambda) are left out,
+        with a warning.
 
         Under torchrun only rank 0 writes; `load` in any process waits for it.
 
@@ -517,6 +507,7 @@ class Model(Trainer, nn.Module):
         """
         if not distributed.is_rank_zero():
             return
+        compile_config.warn_unrecorded(self._compile_config, f"Saving to {str(filepath)!r}")
         history = self.history
         state = {
             "format": saving.FORMAT,
@@ -552,7 +543,9 @@ class Model(Trainer, nn.Module):
     ) -> None:
         """Restores what `save` wrote into this model, built from the same code.
 
-        An uncompiled model is compiled with the saved settings when they were plain ids.
+        An uncompiled model is compiled with the saved settings when the loss and optimizer
+        were recorded (ids, or kfit objects with a config), and gets the optimizer state:
+        a learning-rate schedule continues from the saved step.
         Continue training with `fit(..., initial_epoch=model.epochs_completed)`.
 
         Args:
@@ -574,15 +567,16 @@ class Model(Trainer, nn.Module):
         saved_optimizer = state["optimizer"]
         before_compile = None
         if self._compiled_loss is None:
-            if config.get("loss") is not None and "optimizer" in config:
+            if compile_config.can_compile(config):
+                settings = compile_config.from_config(config)  # may raise: nothing changed yet
                 before_compile = dict(self.__dict__)
-                self.compile(**config)
+                self.compile(**settings)
             elif saved_optimizer is not None:
                 warnings.warn(
                     f"{source}: the optimizer state was not restored because this model is not "
-                    "compiled and the saved compile settings are not plain ids (the loss or "
-                    "optimizer was an object). Compile the model as it was compiled, then load "
-                    "again to restore it.",
+                    "compiled and the saved compile settings lack the loss or the optimizer "
+                    "(an object without a config, such as a torch optimizer or loss module). "
+                    "Compile the model as it was compiled, then load again to restore it.",
                     stacklevel=2,
                 )
                 saved_optimizer = None
