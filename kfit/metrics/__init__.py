@@ -55,11 +55,7 @@ from kfit.metrics.confusion import (
     FalseNegatives,
     FalsePositives,
     Precision,
-    PrecisionAtRecall,
     Recall,
-    RecallAtPrecision,
-    SensitivityAtSpecificity,
-    SpecificityAtSensitivity,
     TrueNegatives,
     TruePositives,
 )
@@ -70,6 +66,12 @@ from kfit.metrics.correlation import (
     pearson_correlation,
 )
 from kfit.metrics.fbeta import F1Score, FBetaScore
+from kfit.metrics.fixed_rate import (
+    PrecisionAtRecall,
+    RecallAtPrecision,
+    SensitivityAtSpecificity,
+    SpecificityAtSensitivity,
+)
 from kfit.metrics.hinge import CategoricalHinge, Hinge, SquaredHinge
 from kfit.metrics.iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from kfit.metrics.probabilistic import (
