@@ -500,3 +500,14 @@ def test_update_reads_nothing_back_to_the_host(case, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert torch.is_tensor(metric.compute())
+
+
+# --------------------------------------------------------------------------- the package
+
+
+def test_every_keras_metric_name_is_in_kfit_and_no_submodule_hides_one():
+    public = {name for name in dir(keras.metrics) if not name.startswith("_")}
+    assert public <= set(km.__all__)
+    assert km.__all__ == sorted(km.__all__)
+    for name in km.__all__:
+        assert not isinstance(getattr(km, name), type(os)), name

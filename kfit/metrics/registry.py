@@ -38,7 +38,7 @@ from kfit.metrics.fixed_rate import (
     SensitivityAtSpecificity,
     SpecificityAtSensitivity,
 )
-from kfit.metrics.hinge import CategoricalHinge, Hinge, SquaredHinge
+from kfit.metrics.hinge_metrics import CategoricalHinge, Hinge, SquaredHinge
 from kfit.metrics.iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from kfit.metrics.probabilistic import (
     BinaryCrossentropy,
