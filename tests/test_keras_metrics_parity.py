@@ -511,3 +511,28 @@ def test_every_keras_metric_name_is_in_kfit_and_no_submodule_hides_one():
     assert km.__all__ == sorted(km.__all__)
     for name in km.__all__:
         assert not isinstance(getattr(km, name), type(os)), name
+
+
+def test_states_sized_by_the_first_batch_keep_their_shape_after_reset():
+    auc = km.AUC(num_thresholds=5, multi_label=True)
+    auc.update_state(torch.ones(3, 2), torch.rand(3, 2))
+    auc.reset_state()
+    assert auc.true_positives.shape == (5, 2)
+    assert float(auc.true_positives.abs().sum()) == 0.0
+    assert [tuple(v.shape) for v in auc.variables] == [(5, 2)] * 4
+
+
+@pytest.mark.parametrize(
+    ("build", "pattern"),
+    [
+        (lambda: km.TruePositives(thresholds=[-1, 0.5, 2]), r"Received: \[-1, 2\]"),
+        (lambda: km.Precision(thresholds=[None]), r"Received: \[None\]"),
+        (lambda: km.SensitivityAtSpecificity(-1), r"`specificity` must be in the range \[0, 1\]"),
+        (lambda: km.PrecisionAtRecall(0.4, num_thresholds=-1), "must be an integer > 0"),
+        (lambda: km.AUC(num_thresholds=1), "must be an integer > 1"),
+        (lambda: km.AUC(curve="Invalid"), 'Invalid AUC curve value: "Invalid"'),
+    ],
+)
+def test_validation_messages_carry_keras_wording(build, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        build()

@@ -77,11 +77,13 @@ class AUC(Metric):
         from_logits: bool = False,
     ):
         if curve not in _CURVES:
-            raise ValueError(f"`curve` must be 'ROC', 'PR' or 'PRGAIN'; got {curve!r}.")
+            raise ValueError(
+                f'Invalid AUC curve value: "{curve}". Expected values are ["PR", "ROC", "PRGAIN"]'
+            )
         if summation_method not in _SUMMATIONS:
             raise ValueError(
-                "`summation_method` must be 'interpolation', 'majoring' or 'minoring'; got "
-                f"{summation_method!r}."
+                f'Invalid AUC summation method value: "{summation_method}". Expected values '
+                'are ["interpolation", "majoring", "minoring"] (`summation_method`)'
             )
         if thresholds is not None:
             inner = sorted(float(t) for t in thresholds)
@@ -94,7 +96,8 @@ class AUC(Metric):
                 or num_thresholds <= 1
             ):
                 raise ValueError(
-                    f"`num_thresholds` must be an integer > 1; got {num_thresholds!r}."
+                    "Argument `num_thresholds` must be an integer > 1. "
+                    f"Received: num_thresholds={num_thresholds}"
                 )
             inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
             evenly = True
@@ -143,8 +146,7 @@ class AUC(Metric):
         if len(built) == 2:
             raise ValueError(f"`{self.name}` was built for {built[1]} labels; got {labels}.")
         for state in ("true_positives", "false_positives", "true_negatives", "false_negatives"):
-            zeros = torch.zeros(self.num_thresholds, labels, device=preds.device)
-            setattr(self, state, zeros.to(getattr(self, state).dtype))
+            self.resize_state(state, (self.num_thresholds, labels), preds.device)
 
     def update(
         self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None

@@ -46,15 +46,16 @@ def _threshold_list(metric: str, thresholds: Any, default: float) -> list[float]
         return [default]
     values = list(thresholds) if isinstance(thresholds, list | tuple) else [thresholds]
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise TypeError(
                 f"`thresholds` of {metric} must be a number or a list of numbers in [0, 1]; "
                 f"got {thresholds!r}."
             )
-    bad = [value for value in values if not 0 <= value <= 1]
+    bad = [value for value in values if value is None or not 0 <= value <= 1]
     if bad:
         raise ValueError(
-            f"`thresholds` of {metric} must be in [0, 1]; got {bad} in {thresholds!r}."
+            f"Threshold values must be in [0, 1]. Received: {bad} "
+            f"(`thresholds` of {metric}: {thresholds!r})."
         )
     return [float(value) for value in values]
 
@@ -152,8 +153,8 @@ def update_confusion_matrix(
     if class_id is not None:
         if y_pred.dim() == 1:
             raise ValueError(
-                "With `class_id`, y_pred must have shape (num_samples, num_classes); got "
-                f"shape {tuple(y_pred.shape)}."
+                "When class_id is provided, y_pred must be a 2D array with shape "
+                f"(num_samples, num_classes), found shape: {tuple(y_pred.shape)}"
             )
         if not -y_pred.shape[-1] <= class_id < y_pred.shape[-1]:
             raise ValueError(

@@ -94,7 +94,7 @@ class FBetaScore(Metric):
                 "false_negatives",
                 "intermediate_weights",
             ):
-                setattr(self, state, torch.zeros(preds.shape[-1], dtype=dtype, device=preds.device))
+                self.resize_state(state, (preds.shape[-1],), preds.device)
         if self.threshold is None:
             top = preds.max(-1, keepdim=True).values
             predicted = (preds >= top) & (preds.abs() > 1e-9)

@@ -48,12 +48,16 @@ class _AtFixedValue(Metric):
             raise TypeError(f"`{self._constraint}` must be a number in [0, 1]; got {value!r}.")
         if not 0 <= value <= 1:
             raise ValueError(
-                f"`{self._constraint}` must be in the range [0, 1]; got {self._constraint}={value}."
+                f"Argument `{self._constraint}` must be in the range [0, 1]. "
+                f"Received: {self._constraint}={value}"
             )
         if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int):
             raise TypeError(f"`num_thresholds` must be an integer > 0; got {num_thresholds!r}.")
         if num_thresholds <= 0:
-            raise ValueError(f"`num_thresholds` must be an integer > 0; got {num_thresholds}.")
+            raise ValueError(
+                "Argument `num_thresholds` must be an integer > 0. "
+                f"Received: num_thresholds={num_thresholds}"
+            )
         super().__init__(name=name, dtype=dtype)
         self.value, self.num_thresholds, self.class_id = value, num_thresholds, class_id
         setattr(self, self._constraint, value)

@@ -226,7 +226,7 @@ class R2Score(Metric):
                     f"`{self.name}` was built for {self.sum.numel()} outputs; got {width}."
                 )
             for state in ("sum", "squared_sum", "total_mse", "count"):
-                setattr(self, state, torch.zeros(width, dtype=target.dtype, device=target.device))
+                self.resize_state(state, (width,), target.device)
         if sample_weight is None:
             weight = torch.ones_like(target)
         else:
