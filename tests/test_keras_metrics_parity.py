@@ -536,3 +536,19 @@ def test_states_sized_by_the_first_batch_keep_their_shape_after_reset():
 def test_validation_messages_carry_keras_wording(build, pattern):
     with pytest.raises(ValueError, match=pattern):
         build()
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("FBetaScore", {}), ("AUC", {"multi_label": True}), ("R2Score", {}), ("Precision", {})],
+)
+def test_forward_returns_the_batch_value_and_accumulates_the_epoch(name, options):
+    first, second = (_binary_data("random", seed) for seed in (1, 2))
+    metric, batch_only, both = (getattr(km, name)(**options) for _ in range(3))
+    metric(torch.as_tensor(first[1]), torch.as_tensor(first[0]))
+    value = metric(torch.as_tensor(second[1]), torch.as_tensor(second[0]))
+    batch_only.update_state(*second)
+    for y_true, y_pred in (first, second):
+        both.update_state(y_true, y_pred)
+    torch.testing.assert_close(value, batch_only.result())
+    torch.testing.assert_close(metric.compute(), both.result())

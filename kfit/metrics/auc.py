@@ -62,6 +62,9 @@ class AUC(Metric):
     """
 
     higher_is_better = True
+    # States sized by the first batch: torchmetrics' `forward` must update the epoch states
+    # first (its "full state" path) rather than add a batch's states to unsized ones.
+    full_state_update = True
 
     def __init__(
         self,
