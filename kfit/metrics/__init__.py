@@ -9,8 +9,9 @@ spellings `update_state(y_true, y_pred, sample_weight=None)` and `result()` are 
 `get_config()`/`from_config()` and `serialize`/`deserialize` rebuild any metric.
 
 The families, as Keras has them: `reduction` (Mean, Sum, MeanMetricWrapper), `accuracy`,
-`regression`, `probabilistic`, `hinge`, `correlation`, `confusion` (counts, precision, recall,
-the "X at fixed Y" metrics), `auc`, `fbeta`, `iou`; ids and configs in `registry`. The
+`regression`, `probabilistic`, `hinge_metrics` (named apart from the function `hinge`),
+`correlation`, `confusion` (counts, precision, recall), `fixed_rate` (the "X at fixed Y"
+metrics), `auc`, `fbeta`, `iou`; ids and configs in `registry`. The
 per-sample loss functions are the loss functions themselves:
 `kfit.metrics.mean_squared_error is kfit.losses.mean_squared_error`.
 """
@@ -24,6 +25,7 @@ from kfit.losses import (
     categorical_focal_crossentropy,
     categorical_hinge,
     cosine_distance,
+    hinge,
     huber,
     kl_divergence,
     log_cosh,
@@ -54,11 +56,7 @@ from kfit.metrics.confusion import (
     FalseNegatives,
     FalsePositives,
     Precision,
-    PrecisionAtRecall,
     Recall,
-    RecallAtPrecision,
-    SensitivityAtSpecificity,
-    SpecificityAtSensitivity,
     TrueNegatives,
     TruePositives,
 )
@@ -69,9 +67,13 @@ from kfit.metrics.correlation import (
     pearson_correlation,
 )
 from kfit.metrics.fbeta import F1Score, FBetaScore
-
-# `hinge` from here: importing the submodule `kfit.metrics.hinge` binds that name to the module.
-from kfit.metrics.hinge import CategoricalHinge, Hinge, SquaredHinge, hinge
+from kfit.metrics.fixed_rate import (
+    PrecisionAtRecall,
+    RecallAtPrecision,
+    SensitivityAtSpecificity,
+    SpecificityAtSensitivity,
+)
+from kfit.metrics.hinge_metrics import CategoricalHinge, Hinge, SquaredHinge
 from kfit.metrics.iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from kfit.metrics.probabilistic import (
     BinaryCrossentropy,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 
 from kfit.metrics.base import Metric, config_value
-from kfit.metrics.confusion import EPSILON, _divide_no_nan, evenly_distributed
+from kfit.metrics.confusion import EPSILON, divide_no_nan, evenly_distributed
 from kfit.metrics.confusion import update_confusion_matrix as _update
 
 __all__ = ["AUC"]
@@ -62,6 +62,9 @@ class AUC(Metric):
     """
 
     higher_is_better = True
+    # States sized by the first batch: torchmetrics' `forward` must update the epoch states
+    # first (its "full state" path) rather than add a batch's states to unsized ones.
+    full_state_update = True
 
     def __init__(
         self,
@@ -77,11 +80,13 @@ class AUC(Metric):
         from_logits: bool = False,
     ):
         if curve not in _CURVES:
-            raise ValueError(f"`curve` must be 'ROC', 'PR' or 'PRGAIN'; got {curve!r}.")
+            raise ValueError(
+                f'Invalid AUC curve value: "{curve}". Expected values are ["PR", "ROC", "PRGAIN"]'
+            )
         if summation_method not in _SUMMATIONS:
             raise ValueError(
-                "`summation_method` must be 'interpolation', 'majoring' or 'minoring'; got "
-                f"{summation_method!r}."
+                f'Invalid AUC summation method value: "{summation_method}". Expected values '
+                'are ["interpolation", "majoring", "minoring"] (`summation_method`)'
             )
         if thresholds is not None:
             inner = sorted(float(t) for t in thresholds)
@@ -94,7 +99,8 @@ class AUC(Metric):
                 or num_thresholds <= 1
             ):
                 raise ValueError(
-                    f"`num_thresholds` must be an integer > 1; got {num_thresholds!r}."
+                    "Argument `num_thresholds` must be an integer > 1. "
+                    f"Received: num_thresholds={num_thresholds}"
                 )
             inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
             evenly = True
@@ -143,8 +149,7 @@ class AUC(Metric):
         if len(built) == 2:
             raise ValueError(f"`{self.name}` was built for {built[1]} labels; got {labels}.")
         for state in ("true_positives", "false_positives", "true_negatives", "false_negatives"):
-            zeros = torch.zeros(self.num_thresholds, labels, device=preds.device)
-            setattr(self, state, zeros.to(getattr(self, state).dtype))
+            self.resize_state(state, (self.num_thresholds, labels), preds.device)
 
     def update(
         self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
@@ -180,7 +185,7 @@ class AUC(Metric):
         if self.label_weights is None:
             return by_label.mean()
         weights = self._label_weights.to(by_label.dtype)
-        return _divide_no_nan((by_label * weights).sum(), weights.sum())
+        return divide_no_nan((by_label * weights).sum(), weights.sum())
 
     def _interpolated_pr_auc(self) -> torch.Tensor:
         # Keras's PR interpolation (Davis & Goadrich 2006): precision interpolated between
@@ -189,15 +194,15 @@ class AUC(Metric):
         d_tp = tp[:-1] - tp[1:]
         predicted = tp + fp
         d_predicted = predicted[:-1] - predicted[1:]
-        slope = _divide_no_nan(d_tp, d_predicted.clamp(min=0))
+        slope = divide_no_nan(d_tp, d_predicted.clamp(min=0))
         intercept = tp[1:] - slope * predicted[1:]
         both = (predicted[:-1] > 0) & (predicted[1:] > 0)
         ratio = torch.where(
             both,
-            _divide_no_nan(predicted[:-1], predicted[1:].clamp(min=0)),
+            divide_no_nan(predicted[:-1], predicted[1:].clamp(min=0)),
             torch.ones_like(predicted[1:]),
         )
-        area = _divide_no_nan(
+        area = divide_no_nan(
             slope * (d_tp + intercept * torch.log(ratio)), (tp[1:] + fn[1:]).clamp(min=0)
         )
         return self._over_labels(area)
@@ -207,15 +212,15 @@ class AUC(Metric):
             return self._interpolated_pr_auc()
         tp, fp = self.true_positives, self.false_positives
         tn, fn = self.true_negatives, self.false_negatives
-        recall = _divide_no_nan(tp, tp + fn)
+        recall = divide_no_nan(tp, tp + fn)
         if self.curve == "ROC":
-            x, y = _divide_no_nan(fp, fp + tn), recall
+            x, y = divide_no_nan(fp, fp + tn), recall
         elif self.curve == "PR":
-            x, y = recall, _divide_no_nan(tp, tp + fp)
+            x, y = recall, divide_no_nan(tp, tp + fp)
         else:  # PRGAIN
-            scaling = _divide_no_nan(tp + fn, tn + fp)
-            recall_gain = 1.0 - scaling * _divide_no_nan(fn, tp)
-            precision_gain = 1.0 - scaling * _divide_no_nan(fp, tp)
+            scaling = divide_no_nan(tp + fn, tn + fp)
+            recall_gain = 1.0 - scaling * divide_no_nan(fn, tp)
+            precision_gain = 1.0 - scaling * divide_no_nan(fp, tp)
             no_tp = tp == 0
             recall_gain = torch.where(no_tp, torch.zeros_like(recall_gain), recall_gain)
             precision_gain = torch.where(no_tp, torch.ones_like(precision_gain), precision_gain)

@@ -96,6 +96,20 @@ class Metric(torchmetrics.Metric):
                 config[param.name] = config_value(getattr(self, param.name))
         return config
 
+    @property
+    def variables(self) -> list[torch.Tensor]:
+        """The metric's states, in the order they were added (Keras's `variables`)."""
+        return [getattr(self, name) for name in self._defaults]
+
+    def resize_state(self, name: str, shape: tuple[int, ...], device: torch.device) -> None:
+        """Gives state `name` zeros of `shape`; `reset()` keeps that shape from then on.
+
+        For a state sized by the first batch, as Keras builds its variables.
+        """
+        dtype = getattr(self, name).dtype
+        self._defaults[name] = torch.zeros(shape, dtype=dtype)
+        setattr(self, name, torch.zeros(shape, dtype=dtype, device=device))
+
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Metric:
         """Builds a fresh metric from `get_config()`'s output (Keras's `from_config`)."""

@@ -1,6 +1,7 @@
 """Confusion-matrix metrics, as Keras's `confusion_metrics`.
 
-Counts at thresholds, precision, recall and the four "X at fixed Y" metrics.
+Counts at thresholds, precision and recall; the four "X at fixed Y" metrics, which count
+the same way, are in `kfit.metrics.fixed_rate`.
 
 Every count is a weighted sum over the entries of the batch, kept per threshold on the device
 and summed across processes under torchrun. `update_confusion_matrix` follows Keras's
@@ -21,14 +22,12 @@ from kfit.metrics.base import Metric, squeeze_or_expand_to_same_rank
 
 __all__ = [
     "EPSILON",
+    "NEG_INF",
+    "divide_no_nan",
     "FalseNegatives",
     "FalsePositives",
     "Precision",
-    "PrecisionAtRecall",
     "Recall",
-    "RecallAtPrecision",
-    "SensitivityAtSpecificity",
-    "SpecificityAtSensitivity",
     "TrueNegatives",
     "TruePositives",
     "evenly_distributed",
@@ -47,15 +46,16 @@ def _threshold_list(metric: str, thresholds: Any, default: float) -> list[float]
         return [default]
     values = list(thresholds) if isinstance(thresholds, list | tuple) else [thresholds]
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise TypeError(
                 f"`thresholds` of {metric} must be a number or a list of numbers in [0, 1]; "
                 f"got {thresholds!r}."
             )
-    bad = [value for value in values if not 0 <= value <= 1]
+    bad = [value for value in values if value is None or not 0 <= value <= 1]
     if bad:
         raise ValueError(
-            f"`thresholds` of {metric} must be in [0, 1]; got {bad} in {thresholds!r}."
+            f"Threshold values must be in [0, 1]. Received: {bad} "
+            f"(`thresholds` of {metric}: {thresholds!r})."
         )
     return [float(value) for value in values]
 
@@ -81,9 +81,11 @@ def _bucket_counts(
     num_thresholds: int,
     with_epsilon: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted positives and negatives predicted above each of `num_thresholds` even
-    thresholds: each prediction falls in one bucket, and a reversed cumulative sum counts the
-    buckets at or above each threshold. Inputs are (N,) or, per label, (N, C).
+    """Weighted positives and negatives predicted above each of `num_thresholds` thresholds.
+
+    For evenly spaced thresholds: each prediction falls in one bucket, and a reversed
+    cumulative sum counts the buckets at or above each threshold. Inputs are (N,) or, per
+    label, (N, C).
     """
     bucket = torch.ceil(y_pred.clamp(0.0, 1.0) * float(num_thresholds - 1)) - 1
     if with_epsilon:
@@ -151,8 +153,8 @@ def update_confusion_matrix(
     if class_id is not None:
         if y_pred.dim() == 1:
             raise ValueError(
-                "With `class_id`, y_pred must have shape (num_samples, num_classes); got "
-                f"shape {tuple(y_pred.shape)}."
+                "When class_id is provided, y_pred must be a 2D array with shape "
+                f"(num_samples, num_classes), found shape: {tuple(y_pred.shape)}"
             )
         if not -y_pred.shape[-1] <= class_id < y_pred.shape[-1]:
             raise ValueError(
@@ -187,7 +189,8 @@ def update_confusion_matrix(
         states["fn"].add_(positive.sum(0) - tp)
 
 
-def _divide_no_nan(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+def divide_no_nan(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """`numerator / denominator`, and 0 where the denominator is 0 (Keras's `divide_no_nan`)."""
     safe = torch.where(denominator == 0, torch.ones_like(denominator), denominator)
     return torch.where(denominator == 0, torch.zeros_like(numerator), numerator / safe)
 
@@ -341,7 +344,7 @@ class _PrecisionRecall(Metric):
 
     def compute(self) -> torch.Tensor:
         tp = self.true_positives
-        value = _divide_no_nan(tp, tp + getattr(self, self._other))
+        value = divide_no_nan(tp, tp + getattr(self, self._other))
         return value[0] if len(self.thresholds) == 1 else value
 
     def get_config(self) -> dict[str, Any]:
@@ -388,187 +391,3 @@ class Recall(_PrecisionRecall):
     """
 
     _other = "false_negatives"
-
-
-# --------------------------------------------------------------------------- X at fixed Y
-
-
-class _AtFixedValue(Metric):
-    """The best of one rate among thresholds where another reaches `value` (Keras's
-    `SensitivitySpecificityBase`): all four counts at `num_thresholds` even thresholds.
-    """
-
-    higher_is_better = True
-    _constraint = "specificity"
-
-    def __init__(
-        self,
-        value: float,
-        num_thresholds: int = 200,
-        class_id: int | None = None,
-        name: str | None = None,
-        dtype: Any = None,
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"`{self._constraint}` must be a number in [0, 1]; got {value!r}.")
-        if not 0 <= value <= 1:
-            raise ValueError(
-                f"`{self._constraint}` must be in the range [0, 1]; got {self._constraint}={value}."
-            )
-        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int):
-            raise TypeError(f"`num_thresholds` must be an integer > 0; got {num_thresholds!r}.")
-        if num_thresholds <= 0:
-            raise ValueError(f"`num_thresholds` must be an integer > 0; got {num_thresholds}.")
-        super().__init__(name=name, dtype=dtype)
-        self.value, self.num_thresholds, self.class_id = value, num_thresholds, class_id
-        setattr(self, self._constraint, value)
-        if num_thresholds == 1:
-            self.thresholds, self._evenly = [0.5], False
-        else:
-            inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
-            self.thresholds, self._evenly = [0.0, *inner, 1.0], True
-        self.register_buffer("_threshold_values", torch.tensor(self.thresholds), persistent=False)
-        for state in ("true_positives", "false_positives", "true_negatives", "false_negatives"):
-            self.add_state(state, torch.zeros(len(self.thresholds)), dist_reduce_fx="sum")
-
-    def update(
-        self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
-    ) -> None:
-        update_confusion_matrix(
-            {
-                "tp": self.true_positives,
-                "fp": self.false_positives,
-                "tn": self.true_negatives,
-                "fn": self.false_negatives,
-            },
-            target,
-            preds,
-            self._threshold_values,
-            evenly=self._evenly,
-            class_id=self.class_id,
-            sample_weight=sample_weight,
-        )
-
-    def _rates(self) -> dict[str, torch.Tensor]:
-        tp, fp = self.true_positives, self.false_positives
-        tn, fn = self.true_negatives, self.false_negatives
-        recall = _divide_no_nan(tp, tp + fn)
-        return {
-            "sensitivity": recall,
-            "recall": recall,
-            "specificity": _divide_no_nan(tn, tn + fp),
-            "precision": _divide_no_nan(tp, tp + fp),
-        }
-
-    _target = "sensitivity"
-
-    def compute(self) -> torch.Tensor:
-        rates = self._rates()
-        feasible = rates[self._constraint] >= self.value
-        best = torch.where(feasible, rates[self._target], torch.zeros_like(rates[self._target]))
-        return best.max().clamp(min=0.0)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dtype": self.dtype_name,
-            "class_id": self.class_id,
-            "num_thresholds": self.num_thresholds,
-            self._constraint: self.value,
-        }
-
-
-class SensitivityAtSpecificity(_AtFixedValue):
-    """The best sensitivity (recall) among thresholds whose specificity is >= `specificity`.
-
-    Args:
-        specificity: the required specificity, in [0, 1].
-        num_thresholds: how many evenly spaced thresholds in [0, 1] are tried.
-        class_id: only this class (column of the last axis) counts.
-        name: the name shown in logs.
-        dtype: the dtype of the states.
-    """
-
-    _constraint, _target = "specificity", "sensitivity"
-
-    def __init__(
-        self,
-        specificity: float,
-        num_thresholds: int = 200,
-        class_id: int | None = None,
-        name: str | None = None,
-        dtype: Any = None,
-    ):
-        super().__init__(specificity, num_thresholds, class_id, name, dtype)
-
-
-class SpecificityAtSensitivity(_AtFixedValue):
-    """The best specificity among thresholds whose sensitivity is >= `sensitivity`.
-
-    Args:
-        sensitivity: the required sensitivity (recall), in [0, 1].
-        num_thresholds: how many evenly spaced thresholds in [0, 1] are tried.
-        class_id: only this class (column of the last axis) counts.
-        name: the name shown in logs.
-        dtype: the dtype of the states.
-    """
-
-    _constraint, _target = "sensitivity", "specificity"
-
-    def __init__(
-        self,
-        sensitivity: float,
-        num_thresholds: int = 200,
-        class_id: int | None = None,
-        name: str | None = None,
-        dtype: Any = None,
-    ):
-        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
-
-
-class PrecisionAtRecall(_AtFixedValue):
-    """The best precision among thresholds whose recall is >= `recall`.
-
-    Args:
-        recall: the required recall, in [0, 1].
-        num_thresholds: how many evenly spaced thresholds in [0, 1] are tried.
-        class_id: only this class (column of the last axis) counts.
-        name: the name shown in logs.
-        dtype: the dtype of the states.
-    """
-
-    _constraint, _target = "recall", "precision"
-
-    def __init__(
-        self,
-        recall: float,
-        num_thresholds: int = 200,
-        class_id: int | None = None,
-        name: str | None = None,
-        dtype: Any = None,
-    ):
-        super().__init__(recall, num_thresholds, class_id, name, dtype)
-
-
-class RecallAtPrecision(_AtFixedValue):
-    """The best recall among thresholds whose precision is >= `precision`.
-
-    Args:
-        precision: the required precision, in [0, 1].
-        num_thresholds: how many evenly spaced thresholds in [0, 1] are tried.
-        class_id: only this class (column of the last axis) counts.
-        name: the name shown in logs.
-        dtype: the dtype of the states.
-    """
-
-    _constraint, _target = "precision", "recall"
-
-    def __init__(
-        self,
-        precision: float,
-        num_thresholds: int = 200,
-        class_id: int | None = None,
-        name: str | None = None,
-        dtype: Any = None,
-    ):
-        super().__init__(precision, num_thresholds, class_id, name, dtype)

@@ -34,6 +34,9 @@ class FBetaScore(Metric):
     """
 
     higher_is_better = True
+    # States sized by the first batch: torchmetrics' `forward` must update the epoch states
+    # first (its "full state" path) rather than add a batch's states to unsized ones.
+    full_state_update = True
 
     def __init__(
         self,
@@ -94,7 +97,7 @@ class FBetaScore(Metric):
                 "false_negatives",
                 "intermediate_weights",
             ):
-                setattr(self, state, torch.zeros(preds.shape[-1], dtype=dtype, device=preds.device))
+                self.resize_state(state, (preds.shape[-1],), preds.device)
         if self.threshold is None:
             top = preds.max(-1, keepdim=True).values
             predicted = (preds >= top) & (preds.abs() > 1e-9)

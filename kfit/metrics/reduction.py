@@ -206,8 +206,9 @@ class MeanMetricWrapper(Accumulator):
         state["_host_count"] += count
 
     def get_config(self) -> dict[str, Any]:
-        """Keras's config: `name`, `dtype` and the options passed to `fn` (and `fn` itself
-        for a plain `MeanMetricWrapper`).
+        """Keras's config: `name`, `dtype` and the options passed to `fn`.
+
+        A plain `MeanMetricWrapper` records `fn` itself too.
         """
         config: dict[str, Any] = {"name": self.name, "dtype": self.dtype_name, **self.fn_kwargs}
         if type(self) is MeanMetricWrapper:

@@ -26,17 +26,19 @@ from kfit.metrics.confusion import (
     FalseNegatives,
     FalsePositives,
     Precision,
-    PrecisionAtRecall,
     Recall,
-    RecallAtPrecision,
-    SensitivityAtSpecificity,
-    SpecificityAtSensitivity,
     TrueNegatives,
     TruePositives,
 )
 from kfit.metrics.correlation import ConcordanceCorrelation, PearsonCorrelation
 from kfit.metrics.fbeta import F1Score, FBetaScore
-from kfit.metrics.hinge import CategoricalHinge, Hinge, SquaredHinge
+from kfit.metrics.fixed_rate import (
+    PrecisionAtRecall,
+    RecallAtPrecision,
+    SensitivityAtSpecificity,
+    SpecificityAtSensitivity,
+)
+from kfit.metrics.hinge_metrics import CategoricalHinge, Hinge, SquaredHinge
 from kfit.metrics.iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from kfit.metrics.probabilistic import (
     BinaryCrossentropy,
@@ -154,13 +156,14 @@ ACCURACY_IDS = ("accuracy", "acc")
 
 
 def serialize(metric: Any) -> Any:
-    """A metric as plain data: `{'class_name', 'config', 'module'}`, or a function's name.
+    """A metric or metric function as plain data: `{'module', 'class_name', 'config'}`.
 
     Args:
         metric: a kfit metric object or a per-sample function.
 
     Returns:
-        A dict (for metric objects) or a string (for functions) that `deserialize` reads.
+        A dict that `deserialize` reads (for a function, `class_name` is `'function'` and
+        `config` its name, as in Keras).
 
     Raises:
         TypeError: for anything else.
@@ -171,7 +174,7 @@ def serialize(metric: Any) -> Any:
             config["fn"] = config["fn"].__name__
         return {"module": "kfit.metrics", "class_name": type(metric).__name__, "config": config}
     if callable(metric) and getattr(metric, "__name__", None) in _FUNCTIONS:
-        return metric.__name__
+        return {"module": "kfit.metrics", "class_name": "function", "config": metric.__name__}
     raise TypeError(
         f"Only kfit metric objects and kfit metric functions serialize; got {metric!r}."
     )
@@ -181,7 +184,8 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> An
     """Rebuilds a metric from `serialize`'s output (or Keras's `{'class_name', 'config'}`).
 
     Args:
-        config: a dict with `class_name` and `config`, or a string id or function name.
+        config: a dict with `class_name` and `config` (`'function'` and a function's name for
+            a function), or a string id (as `get`).
         custom_objects: extra classes or functions by name.
 
     Returns:
@@ -194,14 +198,18 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> An
     if isinstance(config, str):
         if config in custom_objects:
             return custom_objects[config]
-        if config in _FUNCTIONS and config not in ALL_OBJECTS_DICT:
-            return _FUNCTIONS[config]
         return get(config)
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(
             f"A metric config must be a dict with 'class_name' and 'config'; got {config!r}."
         )
     name = config["class_name"]
+    if name == "function":
+        function = config.get("config")
+        found = custom_objects.get(function) or _FUNCTIONS.get(function)
+        if found is None:
+            raise unknown_id_error("metric function", function, [*_FUNCTIONS], "kfit.metrics")
+        return found
     cls = custom_objects.get(name) or _CONFIG_CLASSES.get(name)
     if cls is None:
         raise unknown_id_error(

@@ -182,6 +182,9 @@ class R2Score(Metric):
     """
 
     higher_is_better = True
+    # States sized by the first batch: torchmetrics' `forward` must update the epoch states
+    # first (its "full state" path) rather than add a batch's states to unsized ones.
+    full_state_update = True
 
     def __init__(
         self,
@@ -226,7 +229,7 @@ class R2Score(Metric):
                     f"`{self.name}` was built for {self.sum.numel()} outputs; got {width}."
                 )
             for state in ("sum", "squared_sum", "total_mse", "count"):
-                setattr(self, state, torch.zeros(width, dtype=target.dtype, device=target.device))
+                self.resize_state(state, (width,), target.device)
         if sample_weight is None:
             weight = torch.ones_like(target)
         else:
