@@ -55,6 +55,24 @@ class History(Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.epoch = []
 
+    def continue_from(self, earlier: History) -> None:
+        """Takes the epochs of `earlier` as this History's first ones (a kfit addition).
+
+        `BackupAndRestore` calls it when `fit` resumes from a backup, so that the History `fit`
+        returns holds every epoch, the restored ones included, as an uninterrupted run's would.
+
+        Args:
+            earlier: the History of the run that wrote the backup (restored by `Model.load`).
+        """
+        self.history = {key: list(values) for key, values in earlier.history.items()}
+        self.epoch = list(earlier.epoch)
+        self._key_epochs = {
+            key: list(epochs)
+            for key, epochs in earlier._key_epochs.items()
+            if len(epochs) == len(self.history.get(key, ()))
+        }
+        self.diagnostics = list(earlier.diagnostics)
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():

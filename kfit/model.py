@@ -18,6 +18,8 @@ from kfit import compile_config, distributed, loss_terms, lr_finder, saving
 from kfit import jit as jit_module
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
+from kfit.callbacks import state as callback_state
+from kfit.callbacks.callback import Callback
 from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
 from kfit.diagnosis import Diagnostic
@@ -190,7 +192,7 @@ class Model(Trainer, nn.Module):
         loss_weights: float | list[float] | dict[str, float] | None = None,
         metrics: Any = None,
         weighted_metrics: Any = None,
-        jit_compile: bool = False,
+        jit_compile: bool | str = False,
         device: str | torch.device | None = None,
         lr_scheduler: Any = None,
         precision: str | int = "32",
@@ -217,9 +219,11 @@ class Model(Trainer, nn.Module):
                 dict `{output name: metric(s)}`; log keys become `{output}_{metric}`.
             weighted_metrics: metrics that take `sample_weight`/`class_weight` into account,
                 in the same forms.
-            jit_compile: run each step's forward pass and loss (and so their backward pass)
-                through `torch.compile`; warns and runs eagerly where that fails. See
-                `kfit.jit`.
+            jit_compile: True compiles the whole training step (forward pass, loss,
+                backward pass, clipping, accumulation, optimizer update) with `torch.compile`;
+                `"reduce-overhead"` also captures it in CUDA graphs on a GPU. Where the step
+                cannot be compiled whole, warns once and compiles the forward pass and loss;
+                where compilation fails, warns and runs eagerly. See `kfit.jit`.
             device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
                 then CPU.
             lr_scheduler: a `torch.optim.lr_scheduler` scheduler, a function
@@ -238,9 +242,12 @@ class Model(Trainer, nn.Module):
                 device or invalid options.
             TypeError: for arguments of the wrong kind.
         """
-        for flag_name, flag in (("jit_compile", jit_compile), ("channels_last", channels_last)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"`{flag_name}` must be True or False; got {flag!r}.")
+        if not isinstance(jit_compile, bool) and jit_compile != "reduce-overhead":
+            raise TypeError(
+                f"`jit_compile` must be True, False or 'reduce-overhead'; got {jit_compile!r}."
+            )
+        if not isinstance(channels_last, bool):
+            raise TypeError(f"`channels_last` must be True or False; got {channels_last!r}.")
         # torchrun: an unnumbered `cuda` is this process's GPU, cuda:LOCAL_RANK.
         target_device = _with_index(distributed.setup(resolve_device(device)))
         mixed_precision = Precision(precision, target_device)
@@ -270,7 +277,9 @@ class Model(Trainer, nn.Module):
         self._optimizer_source = optimizer_id
         self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
         # Kept out of nn.Module's registry: the compiled wrapper holds this very model.
-        self.__dict__["_jit"] = self._jit_for_compile() if jit_compile else None
+        self.__dict__["_jit"] = (
+            self._jit_for_compile(jit_compile, target_device) if jit_compile else None
+        )
         self.stop_training = False
         self._compile_config = compile_config.to_config(
             optimizer=optimizer,
@@ -320,14 +329,27 @@ class Model(Trainer, nn.Module):
         if isinstance(history, History):  # its (weak) model reference is not pickled
             history.set_model(self)
 
+    @property
+    def jit_compile_seconds(self) -> float:
+        """Seconds spent compiling the training step so far (`jit_compile`; 0.0 without)."""
+        return self._jit.compile_seconds if self._jit is not None else 0.0
+
     @staticmethod
-    def _jit_for_compile() -> Jit | None:
+    def _jit_for_compile(jit_compile: bool | str, device: torch.device) -> Jit | None:
         try:
             jit_module.check_available()
         except Exception as err:  # noqa: BLE001 - any reason torch.compile cannot run at all
             warnings.warn(f"torch.compile is unavailable ({err}); running eagerly.", stacklevel=3)
             return None
-        return Jit()
+        mode = "reduce-overhead" if jit_compile == "reduce-overhead" else None
+        if mode is not None and device.type != "cuda":
+            warnings.warn(
+                "jit_compile='reduce-overhead' captures CUDA graphs, which need a CUDA device; "
+                f"compiling without them on {device.type}.",
+                stacklevel=3,
+            )
+            mode = None
+        return Jit(mode)
 
     def _check_compiled(self, method: str) -> None:
         if self._device is None:
@@ -464,7 +486,9 @@ class Model(Trainer, nn.Module):
         )
         self.load_state_dict(state)
 
-    def save(self, filepath: str | os.PathLike) -> None:
+    def save(
+        self, filepath: str | os.PathLike, callbacks: Sequence[Callback] | None = None
+    ) -> None:
         """Saves the full training state, for `load` to resume from.
 
         The file holds the weights, the optimizer state, the compile settings (ids, and the
@@ -478,6 +502,8 @@ class Model(Trainer, nn.Module):
 
         Args:
             filepath: where to write (atomically).
+            callbacks: callbacks whose `state_dict()` to save too (ModelCheckpoint's best
+                value, EarlyStopping's wait, ...), for `load(..., callbacks=...)`. Not in Keras.
         """
         if not distributed.is_rank_zero():
             return
@@ -508,15 +534,24 @@ class Model(Trainer, nn.Module):
             if self._precision.scaler is None
             else self._precision.scaler.state_dict(),
         }
+        if callbacks:
+            state["callbacks"] = callback_state.callback_states(callbacks)
         saving.save_tensors(state, filepath)
 
-    def load(self, filepath: str | os.PathLike) -> None:
+    def load(
+        self, filepath: str | os.PathLike, callbacks: Sequence[Callback] | None = None
+    ) -> None:
         """Restores what `save` wrote into this model, built from the same code.
 
         An uncompiled model is compiled with the saved settings when the loss and optimizer
         were recorded (ids, or kfit objects with a config), and gets the optimizer state:
         a learning-rate schedule continues from the saved step.
         Continue training with `fit(..., initial_epoch=model.epochs_completed)`.
+
+        Args:
+            filepath: the file `save` wrote.
+            callbacks: callbacks to give their saved `state_dict()` (see `save`); one with
+                memory but no saved state starts afresh, with a warning. Not in Keras.
 
         Raises:
             ValueError: for a file that is not a kfit training state, was made for another
@@ -548,13 +583,16 @@ class Model(Trainer, nn.Module):
         optimizer = None
         if saved_optimizer is not None and self._compiled_loss is not None:
             optimizer = self._optimizer_for_step()
-            try:
+        try:
+            if optimizer is not None:
                 saving.check_optimizer_state(optimizer, saved_optimizer, source)
-            except ValueError:
-                if before_compile is not None:  # undo the compile this call made
-                    self.__dict__.clear()
-                    self.__dict__.update(before_compile)
-                raise
+            if callbacks:  # all or nothing; the last check before anything is applied
+                callback_state.load_callback_states(callbacks, state.get("callbacks"), source)
+        except ValueError:
+            if before_compile is not None:  # undo the compile this call made
+                self.__dict__.clear()
+                self.__dict__.update(before_compile)
+            raise
         self.load_state_dict(state["weights"])
         if optimizer is not None:
             optimizer.load_state_dict(saved_optimizer)
@@ -584,17 +622,19 @@ class Model(Trainer, nn.Module):
         start_lr: float = 1e-7,
         end_lr: float = 10.0,
         num_steps: int = 100,
-        smoothing: float = 0.98,
+        smoothing: float = 0.8,
         diverge_threshold: float | None = 4.0,
         plot: bool = True,
         verbose: int | str = "auto",
+        seed: int | None = 0,
     ) -> lr_finder.LRFinderResult:
         """The learning-rate range test; weights and optimizer state are restored afterwards.
 
         See `kfit.lr_finder.lr_find` for the arguments. Not in Keras.
 
         Returns:
-            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr`, `plot()`.
+            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr` (or `reason`),
+                `plot()`.
         """
         return lr_finder.lr_find(
             self,
@@ -609,6 +649,7 @@ class Model(Trainer, nn.Module):
             diverge_threshold=diverge_threshold,
             plot=plot,
             verbose=verbose,
+            seed=seed,
         )
 
     # ------------------------------------------------------------------ properties

@@ -70,14 +70,15 @@ class ReadBatchLogsOnRankZero(kfit.callbacks.Callback):
 
 
 class FailAtEpoch(kfit.callbacks.Callback):
-    """Raises at the end of one epoch, in every process: a run that dies and is started again."""
+    """Raises once an epoch has ended (and was backed up), in every process: a run that dies
+    and is started again."""
 
     def __init__(self, epoch: int) -> None:
         super().__init__()
         self.epoch = epoch
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch + 1:
             raise RuntimeError("killed")
 
 

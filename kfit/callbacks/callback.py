@@ -28,6 +28,12 @@ class Callback:
     #: Run only in the process of rank 0 under torchrun (for callbacks that print or write).
     rank_zero_only = False
 
+    #: Run after every other callback at each hook (a kfit addition): `BackupAndRestore`
+    #: sets it, so that what it saves at an epoch's end holds the other callbacks' updated
+    #: state and that epoch's History entry, and what it restores at `on_train_begin` comes
+    #: after their own resets.
+    runs_last = False
+
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
         self._model: Any = None
@@ -46,6 +52,33 @@ class Callback:
         if self.holds_model_weakly and model is not None:
             with contextlib.suppress(TypeError):  # not weak-referenceable: kept as it is
                 self._model = weakref.ref(model)
+
+    def set_callbacks(self, callbacks: list[Callback]) -> None:
+        """Receives every callback of the run, in calling order (a kfit addition).
+
+        The default ignores them; `BackupAndRestore` keeps them to save and restore their
+        `state_dict()`.
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The callback's memory across epochs, for backups (a kfit addition; torch's name).
+
+        `BackupAndRestore` (and `Model.save(..., callbacks=...)`) store it, so that a resumed
+        `fit` continues as if it had never stopped. Values are numbers, strings, None, tensors
+        and lists or dicts of them. The default, for callbacks without memory, is `{}`.
+        """
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what `state_dict()` returned (a kfit addition).
+
+        Raises:
+            ValueError: if `state` does not fit this callback; nothing is changed then.
+        """
+        if state:
+            raise ValueError(
+                f"{type(self).__name__} keeps no state; got a saved state with {sorted(state)}."
+            )
 
     @property
     def model(self) -> Any:

@@ -63,6 +63,8 @@ def _overrides(callback: Callback, names: tuple[str, ...]) -> bool:
 class CallbackList:
     """The user's callbacks, then History, then the progress logger (Keras's order).
 
+    Callbacks whose class sets `runs_last` (BackupAndRestore) are moved after all the others.
+
     Args:
         callbacks: the user's callbacks.
         model: the model, given to every callback.
@@ -71,15 +73,19 @@ class CallbackList:
 
     def __init__(self, callbacks: Iterable[Callback], model: Any, params: dict[str, Any]):
         # Under torchrun, a `rank_zero_only` callback (one that prints or writes) runs on rank 0.
-        self.callbacks = [c for c in callbacks if distributed.runs_here(c)]
-        for callback in self.callbacks:
+        kept = [c for c in callbacks if distributed.runs_here(c)]
+        for callback in kept:
             if not isinstance(callback, Callback):
                 raise TypeError(
                     f"`callbacks` must hold kfit.callbacks.Callback objects; got "
                     f"{callback!r} of type {type(callback).__name__}."
                 )
+        # `runs_last` callbacks (BackupAndRestore) go after all others, in their given order.
+        self.callbacks = [c for c in kept if not c.runs_last] + [c for c in kept if c.runs_last]
+        for callback in self.callbacks:
             callback.set_model(model)
             callback.set_params(params)
+            callback.set_callbacks(self.callbacks)
         # Batch hooks are dispatched only to callbacks that override them.
         self._batch_targets = {
             hook: [c for c in self.callbacks if _overrides(c, names)]

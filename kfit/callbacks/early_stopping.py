@@ -10,6 +10,7 @@ import torch
 
 from kfit import distributed
 from kfit.callbacks.monitor import Mode, MonitorCallback, check_count
+from kfit.callbacks.state import checked, plain_number
 
 
 class EarlyStopping(MonitorCallback):
@@ -78,6 +79,56 @@ class EarlyStopping(MonitorCallback):
         self.best = None
         self.best_epoch = 0
         self.best_weights = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value and epoch, the epochs waited, and the best weights if kept."""
+        return {
+            "best": plain_number(self.best),
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_weights": self.best_weights,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what `state_dict()` returned; best weights go to the model's devices.
+
+        Raises:
+            ValueError: for a missing or wrong entry, or best weights that do not fit the
+                model; nothing is changed then.
+        """
+        kinds = {
+            "best": "number?",
+            "best_epoch": "count",
+            "wait": "count",
+            "stopped_epoch": "count",
+        }
+        values = checked(self, state, kinds)
+        weights = state.get("best_weights")
+        if weights is not None:
+            weights = self._fitted_weights(weights)
+        for key, value in values.items():
+            setattr(self, key, value)
+        self.best_weights = weights
+
+    def _fitted_weights(self, weights: Any) -> dict[str, Any]:
+        """Saved best weights, checked against the model and moved to its devices."""
+        current = self.model.state_dict() if self.model is not None else None
+        if not isinstance(weights, dict) or (
+            current is not None and weights.keys() != current.keys()
+        ):
+            raise ValueError("EarlyStopping's saved best weights do not fit the model's weights")
+        if current is None:
+            return dict(weights)
+        fitted = {}
+        for key, value in weights.items():
+            target = current[key]
+            if isinstance(target, torch.Tensor):
+                if not isinstance(value, torch.Tensor) or value.shape != target.shape:
+                    raise ValueError(f"EarlyStopping's saved best weight {key!r} does not fit")
+                value = value.to(device=target.device, dtype=target.dtype)
+            fitted[key] = value
+        return fitted
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor_op is None:

@@ -13,6 +13,7 @@ import torch
 
 from kfit import distributed
 from kfit.callbacks.monitor import BatchCountdown, Mode, MonitorCallback, check_save_freq
+from kfit.callbacks.state import checked, plain_number
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -86,6 +87,22 @@ class ModelCheckpoint(MonitorCallback):
         if save_freq != "epoch":
             # A batch hook on the instance only: epoch-frequency saves cost nothing per step.
             self.on_train_batch_end = self._save_every_n_batches
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value so far and the batches counted towards the next batch-level save."""
+        count = 0 if self._countdown is None else self._countdown.count
+        return {"best": plain_number(self.best), "batches_since_save": count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what `state_dict()` returned (a resumed run keeps its best value).
+
+        Raises:
+            ValueError: for a missing or wrong entry; nothing is changed then.
+        """
+        values = checked(self, state, {"best": "number?", "batches_since_save": "count"})
+        self.best = values["best"]
+        if self._countdown is not None:
+            self._countdown.count = values["batches_since_save"]
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch

@@ -8,6 +8,7 @@ import warnings
 from typing import Any, Literal
 
 from kfit.callbacks.callback import Callback
+from kfit.callbacks.state import checked, plain_number
 
 Mode = Literal["auto", "min", "max"]
 
@@ -79,6 +80,18 @@ class MonitorCallback(Callback):
         self.min_delta = abs(min_delta)
         self.monitor_op: Any = None
         self._warned_nan = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """`{'best': the best monitored value so far}` (for `BackupAndRestore`)."""
+        return {"best": plain_number(self.best)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what `state_dict()` returned.
+
+        Raises:
+            ValueError: for a missing or non-numeric entry; nothing is changed then.
+        """
+        self.best = checked(self, state, {"best": "number?"})["best"]
 
     def _set_monitor_op(self) -> None:
         """Settles whether lower or higher is better (call at `on_train_begin`)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from kfit import distributed
 from kfit.callbacks.monitor import Mode, MonitorCallback, check_count
+from kfit.callbacks.state import checked, plain_number
 from kfit.optimizers import get_learning_rate, set_learning_rate
 
 
@@ -82,6 +83,26 @@ class ReduceLROnPlateau(MonitorCallback):
         self.best = None
         self.cooldown_counter = 0
         self.wait = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value so far, the epochs waited and the cooldown epochs left."""
+        return {
+            "best": plain_number(self.best),
+            "wait": self.wait,
+            "cooldown_counter": self.cooldown_counter,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what `state_dict()` returned.
+
+        Raises:
+            ValueError: for a missing or wrong entry; nothing is changed then.
+        """
+        values = checked(
+            self, state, {"best": "number?", "wait": "count", "cooldown_counter": "count"}
+        )
+        self.best, self.wait = values["best"], values["wait"]
+        self.cooldown_counter = values["cooldown_counter"]
 
     def in_cooldown(self) -> bool:
         """Whether a reduction happened less than `cooldown` epochs ago."""

@@ -90,6 +90,7 @@ class TorchScheduler(Callback):
         self.monitor = monitor or ("val_loss" if interval == "epoch" else "loss")
         self._monitor_given = monitor is not None
         self._last_lr: Any = None
+        self._pending_state: dict[str, Any] | None = None  # restored before the scheduler exists
         if interval == "step":
             # Bound on the instance, so `fit` calls a batch hook only when stepping per batch.
             self.on_train_batch_end = self._step_after_batch
@@ -113,6 +114,39 @@ class TorchScheduler(Callback):
                 "pass a function optimizer -> scheduler."
             )
         self._last_lr = None
+        if self._pending_state is not None:
+            self._load_scheduler_state(self._pending_state)
+            self._pending_state = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's own state, under 'scheduler' (None before it is built)."""
+        if self.scheduler is None:
+            return {"scheduler": self._pending_state}
+        return {"scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what `state_dict()` returned (a scheduler not yet built gets it when built).
+
+        Raises:
+            ValueError: if the saved state is not one of this kind of scheduler; nothing is
+                changed then.
+        """
+        saved = state.get("scheduler", ...)
+        if saved is not None and not isinstance(saved, dict):
+            raise ValueError(f"TorchScheduler's saved state must hold 'scheduler'; got {state!r}")
+        if self.scheduler is None or saved is None:
+            self._pending_state = saved
+            return
+        self._load_scheduler_state(saved)
+
+    def _load_scheduler_state(self, saved: dict[str, Any]) -> None:
+        expected = set(self.scheduler.state_dict())
+        if set(saved) != expected:
+            raise ValueError(
+                f"the saved scheduler state (entries {sorted(saved)}) is not one of a "
+                f"{type(self.scheduler).__name__} (entries {sorted(expected)})"
+            )
+        self.scheduler.load_state_dict(saved)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.interval == "epoch":

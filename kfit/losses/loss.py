@@ -319,7 +319,7 @@ class Loss:
             A scalar, or the weighted per-sample losses when `reduction` is `'none'`/None.
         """
         y_true, y_pred, sample_weight = self.convert_inputs(y_true, y_pred, sample_weight)
-        values = self.call(y_true, y_pred)
+        values = _checked_values(self.call(y_true, y_pred), self.name)
         mask = self.compute_mask(y_true, y_pred, values)
         loss = reduce_weighted(values, sample_weight, self.reduction, mask)
         return loss if self._dtype is None else loss.to(self._dtype)
@@ -338,6 +338,17 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _checked_values(values: Any, name: str) -> torch.Tensor:
+    """`values`, or a `TypeError` naming the loss when its function returned no tensor."""
+    if not isinstance(values, torch.Tensor):
+        what = "None" if values is None else f"a {type(values).__name__} ({values!r:.40})"
+        raise TypeError(
+            f"The loss {name!r} returned {what}; a loss function must return a tensor (one "
+            "value per sample, or a scalar)."
+        )
+    return values
 
 
 def _as_tensor(value: Any, float_dtype: torch.dtype, device: torch.device) -> torch.Tensor:

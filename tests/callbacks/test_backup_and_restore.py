@@ -42,14 +42,15 @@ def _fit(model: kfit.Model, data, callbacks, epochs: int = EPOCHS) -> kfit.Histo
 
 
 class _FailAfterEpoch(Callback):
-    """Raises at the end of epoch `epoch` (0-based), after the callbacks listed before it."""
+    """Raises once epoch `epoch` (0-based) has ended and been backed up (BackupAndRestore's
+    hooks run after every other callback's, so an error in `on_epoch_end` would come first)."""
 
     def __init__(self, epoch: int):
         super().__init__()
         self.epoch = epoch
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch + 1:
             raise RuntimeError("simulated crash")
 
 
@@ -86,8 +87,8 @@ class KillAfter(kfit.callbacks.Callback):
         super().__init__()
         self.epochs = epochs
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.epochs and epoch == self.epochs:  # after `epochs` epochs were backed up
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -174,7 +175,8 @@ def test_killed_fit_resumes_to_the_same_weights_as_an_uninterrupted_fit(tmp_path
     assert _epochs_in(tmp_path / "backup" / "latest.pt") == 3
     assert trainer.run("backup", "resumed") == 0
 
-    assert json.loads((tmp_path / "resumed" / "epochs.json").read_text()) == [3, 4, 5]
+    # The resumed run's History holds every epoch, the three restored ones included.
+    assert json.loads((tmp_path / "resumed" / "epochs.json").read_text()) == [0, 1, 2, 3, 4, 5]
     expected = torch.load(tmp_path / "reference" / "weights.pt", weights_only=True)
     actual = torch.load(tmp_path / "resumed" / "weights.pt", weights_only=True)
     assert actual.keys() == expected.keys()
@@ -189,8 +191,15 @@ def test_killed_fit_resumes_to_the_same_weights_as_an_uninterrupted_fit(tmp_path
 def test_fit_resumes_after_the_last_backed_up_epoch(tmp_path, data):
     backup = BackupAndRestore(tmp_path / "backup")
     _crash_after(data, backup, epoch=2)
-    history = _fit(_model(), data, [backup])
-    assert history.epoch == [3, 4, 5]
+    ran = []
+
+    class Record(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            ran.append(epoch)
+
+    history = _fit(_model(), data, [backup, Record()])
+    assert ran == [3, 4, 5]
+    assert history.epoch == [0, 1, 2, 3, 4, 5]  # the restored epochs are kept
 
 
 def test_restore_loads_the_backed_up_weights(tmp_path, data):
@@ -318,14 +327,14 @@ def test_double_checkpoint_restores_the_previous_backup_when_the_latest_is_corru
     latest.write_bytes(latest.read_bytes()[:100])
     with pytest.warns(UserWarning, match="restoring the previous backup"):
         history = _fit(_model(), data, [backup])
-    assert history.epoch == [3, 4, 5]
+    assert history.epoch == [0, 1, 2, 3, 4, 5]
 
 
 def test_double_checkpoint_restores_the_previous_backup_when_the_latest_is_missing(tmp_path, data):
     backup = BackupAndRestore(tmp_path / "backup", double_checkpoint=True)
     _crash_after(data, backup, epoch=3)
     (tmp_path / "backup" / "latest.pt").unlink()
-    assert _fit(_model(), data, [backup]).epoch == [3, 4, 5]
+    assert _fit(_model(), data, [backup]).epoch == [0, 1, 2, 3, 4, 5]
 
 
 def test_corrupt_backup_raises_without_double_checkpoint(tmp_path, data):
