@@ -389,7 +389,7 @@ def test_metric_module_reuses_the_loss_functions():
     shared = [
         name
         for name in sorted(set(kl.__all__) & set(km.__all__))
-        # Each module's own registry functions are not per-sample functions.
+        # Each module's own registry functions, not per-sample functions.
         if inspect.isfunction(getattr(kl, name)) and name not in ("get", "serialize", "deserialize")
     ]
     assert "mean_squared_error" in shared
