@@ -7,19 +7,25 @@ tagged dict `{"kfit_object": kind, "config": serialized}`:
   functions by name;
 - optimizers: `kfit.optimizers` specs such as `Adam(learning_rate=ExponentialDecay(...))`
   (`kfit.optimizers.serialize`, the schedule inside);
-- metrics: kfit metric objects that have `get_config()`.
+- metrics: kfit metric objects that have `get_config()`;
+- torch loss modules (`nn.CrossEntropyLoss(label_smoothing=0.1)`) by class name and
+  their plain constructor arguments, and torch optimizer classes (`torch.optim.AdamW`) by name.
 
-A setting that holds anything else (a torch optimizer or loss module, a lambda, a metric
-without a config) cannot be recorded: it is left out, its name listed under `"unrecorded"`,
+A setting that holds anything else (a torch optimizer instance, a loss module with a tensor
+argument, a lambda, a metric without a config) cannot be recorded: it is left out, its name listed under `"unrecorded"`,
 and `save` warns once, naming it. `load` compiles an uncompiled model only when the loss and
 the optimizer were recorded.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from typing import Any
+
+import torch
+from torch import nn
 
 from kfit import losses, optimizers
 
@@ -48,6 +54,27 @@ def _metric_config(metric: Any) -> dict[str, Any]:
     return {"class_name": cls.__name__, "config": _plain(config, "value")}
 
 
+_DEPRECATED_TORCH_LOSS_ARGS = ("size_average", "reduce")
+
+
+def _torch_loss_config(module: nn.Module) -> dict[str, Any]:
+    """A torch.nn loss module as its class name and plain constructor arguments."""
+    cls = type(module)
+    if getattr(nn, cls.__name__, None) is not cls or not cls.__module__.startswith(
+        "torch.nn.modules.loss"
+    ):
+        raise _NotExpressible(repr(module))
+    config = {}
+    for name in inspect.signature(cls.__init__).parameters:
+        if name in ("self", *_DEPRECATED_TORCH_LOSS_ARGS) or not hasattr(module, name):
+            continue
+        value = getattr(module, name)
+        if value is not None and not isinstance(value, str | bool | int | float):
+            raise _NotExpressible(repr(module))  # e.g. a class-weight tensor
+        config[name] = value
+    return {"class_name": cls.__name__, "config": config}
+
+
 def _plain(value: Any, kind: str) -> Any:
     """`value` as plain data, objects of `kind` tagged; raises `_NotExpressible`."""
     if value is None or isinstance(value, str | bool | int | float):
@@ -65,6 +92,14 @@ def _plain(value: Any, kind: str) -> Any:
             raise _NotExpressible(repr(value)) from err
     if kind == "loss" and losses.ALL_OBJECTS_DICT.get(getattr(value, "__name__", "")) is value:
         return value.__name__
+    if kind == "loss" and isinstance(value, nn.Module):
+        return {_TAG: "torch_loss", "config": _torch_loss_config(value)}
+    if (
+        kind == "optimizer"
+        and isinstance(value, type)
+        and getattr(torch.optim, value.__name__, None) is value
+    ):
+        return {_TAG: "torch_optimizer_class", "config": value.__name__}
     if kind == "optimizer" and isinstance(value, optimizers.Optimizer):
         try:
             return {_TAG: "optimizer", "config": _plain(optimizers.serialize(value), "value")}
@@ -139,6 +174,11 @@ def _restore(value: Any) -> Any:
             return optimizers.deserialize(value["config"])
         if kind == "metric":
             return _metric_from_config(value["config"])
+        if kind == "torch_loss":
+            cls = getattr(nn, value["config"]["class_name"])
+            return cls(**value["config"]["config"])
+        if kind == "torch_optimizer_class":
+            return getattr(torch.optim, value["config"])
         return {key: _restore(item) for key, item in value.items()}
     return value
 

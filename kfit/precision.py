@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from kfit.losses import unknown_id_error
+from kfit.registry import unknown_id_error
 
 #: The precisions `compile` accepts, with the autocast dtype of each (None: no autocast).
 PRECISIONS: dict[str, torch.dtype | None] = {

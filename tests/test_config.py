@@ -304,3 +304,30 @@ def test_metric_objects_are_restored_from_their_config_or_named_as_unsaved(tmp_p
         fresh = _model()
         fresh.load(tmp_path / "s.pt")
         assert fresh.optimizer.iterations == model.optimizer.iterations
+
+
+def test_torch_loss_modules_and_optimizer_classes_are_recorded(tmp_path):
+    x, y = _data()
+    model = _model()
+    model.compile(optimizer=torch.optim.AdamW, loss=nn.HuberLoss(delta=0.5), device="cpu")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.save(tmp_path / "s.pt")
+    fresh = _model()
+    fresh.load(tmp_path / "s.pt")
+    assert isinstance(fresh.optimizer, torch.optim.AdamW)
+    assert fresh.optimizer.iterations == model.optimizer.iterations == 2
+    restored = compile_config.from_config(model._compile_config)["loss"]
+    assert isinstance(restored, nn.HuberLoss)
+    assert restored.delta == 0.5
+
+
+def test_torch_loss_module_with_a_weight_tensor_is_not_recorded():
+    config = compile_config.to_config(
+        optimizer="adam", loss=nn.CrossEntropyLoss(weight=torch.ones(3), label_smoothing=0.1)
+    )
+    assert config[compile_config.UNRECORDED_KEY] == ["loss"]
+    config = compile_config.to_config(optimizer="adam", loss=nn.CrossEntropyLoss(ignore_index=3))
+    restored = compile_config.from_config(config)["loss"]
+    assert restored.ignore_index == 3

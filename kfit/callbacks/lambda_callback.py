@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kfit.callbacks.callback import Callback
-from kfit.losses import closest_name
+from kfit.registry import closest_name
 
 _HOOKS = sorted(name for name in vars(Callback) if name.startswith("on_"))
 

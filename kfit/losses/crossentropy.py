@@ -12,6 +12,7 @@ from kfit.losses.loss import (
     EPSILON,
     LossFunctionWrapper,
     Reduction,
+    as_tensors,
     check_axis,
     match_shapes,
     sparse_labels,
@@ -225,6 +226,7 @@ def sparse_categorical_crossentropy(
         ValueError: for a non-integer `axis`, or class ids of the wrong shape.
     """
     check_axis(axis)
+    y_true, y_pred = as_tensors(y_true, y_pred)
     if y_pred.dim() == 1:  # one sample's class scores
         return sparse_categorical_crossentropy(
             y_true.reshape(1), y_pred.unsqueeze(0), from_logits, ignore_class
@@ -262,6 +264,7 @@ def categorical_generalized_cross_entropy(
     Returns:
         The per-sample loss.
     """
+    y_true, y_pred = as_tensors(y_true, y_pred)
     labels = sparse_labels(y_true, y_pred, "categorical_generalized_cross_entropy")
     probability = y_pred.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     return (1.0 - torch.pow(probability, q)) / q

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kfit.losses.loss import LossFunctionWrapper, Reduction
+from kfit.losses.loss import LossFunctionWrapper, Reduction, as_tensors
 
 __all__ = ["CTC", "ctc"]
 
@@ -29,6 +29,7 @@ def ctc(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: for inputs of the wrong rank.
     """
+    y_true, y_pred = as_tensors(y_true, y_pred)
     if y_true.dim() != 2:
         raise ValueError(
             "Targets `y_true` are expected to be a tensor of shape `(batch_size, max_length)` "

@@ -20,6 +20,7 @@ __all__ = [
     "Loss",
     "LossFunctionWrapper",
     "Reduction",
+    "as_tensors",
     "check_axis",
     "l2_normalize",
     "match_shapes",
@@ -38,6 +39,19 @@ BATCH_MEANS: dict[Callable[..., torch.Tensor], Callable[..., torch.Tensor | None
 
 
 # --------------------------------------------------------------------------- shape handling
+
+
+def as_tensors(*values: Any) -> tuple[Any, ...]:
+    """Arrays and lists as tensors (floats as the default float dtype), tensors unchanged.
+
+    Lets the loss functions take what Keras's take: `kfit.losses.mse(np_array, [[1.0]])`.
+    """
+    return tuple(
+        value
+        if value is None or isinstance(value, torch.Tensor)
+        else _as_tensor(value, torch.get_default_dtype(), torch.device("cpu"))
+        for value in values
+    )
 
 
 def match_shapes(
@@ -61,6 +75,10 @@ def match_shapes(
     Raises:
         ValueError: naming both shapes when they cannot be matched.
     """
+    if not (isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor)):
+        y_true, y_pred = as_tensors(y_true, y_pred)
+        if not y_pred.is_floating_point():
+            y_pred = y_pred.to(torch.get_default_dtype())
     if y_true.dim() + 1 == y_pred.dim() and y_pred.shape[-1] == 1:
         y_true = y_true.unsqueeze(-1)
     elif y_true.dim() == y_pred.dim() + 1 and y_true.shape[-1] == 1:
@@ -76,7 +94,7 @@ def match_shapes(
                 "one-hot encode them"
             )
         raise ValueError(
-            f"`{fn_name}` needs y_true and y_pred of the same shape; got y_true "
+            f"`{fn_name}`: y_true and y_pred must have the same shape; got y_true "
             f"{tuple(y_true.shape)} and y_pred {tuple(y_pred.shape)}{hint}."
         )
     if y_true.dtype != y_pred.dtype:
@@ -105,6 +123,7 @@ def sparse_labels(
     Raises:
         ValueError: naming both shapes when they do not fit.
     """
+    y_true, y_pred = as_tensors(y_true, y_pred)
     class_axis = axis % y_pred.dim()
     expected = y_pred.shape[:class_axis] + y_pred.shape[class_axis + 1 :]
     if y_true.dim() == y_pred.dim() and y_true.shape[class_axis] == 1:
@@ -302,7 +321,8 @@ class Loss:
         y_true, y_pred, sample_weight = self.convert_inputs(y_true, y_pred, sample_weight)
         values = _checked_values(self.call(y_true, y_pred), self.name)
         mask = self.compute_mask(y_true, y_pred, values)
-        return reduce_weighted(values, sample_weight, self.reduction, mask)
+        loss = reduce_weighted(values, sample_weight, self.reduction, mask)
+        return loss if self._dtype is None else loss.to(self._dtype)
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, as plain values (Keras's keys)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kfit.losses.loss import LossFunctionWrapper, Reduction
+from kfit.losses.loss import LossFunctionWrapper, Reduction, as_tensors
 
 __all__ = ["Circle", "circle"]
 
@@ -44,6 +44,9 @@ def circle(
         The per-sample loss; 0 for a sample with no positive or no negative pair (a
         `Circle` loss leaves those out of its mean, as Keras's mask does).
     """
+    y_true, y_pred, ref_labels, ref_embeddings = as_tensors(
+        y_true, y_pred, ref_labels, ref_embeddings
+    )
     query_labels = _as_column(y_true)
     key_labels = query_labels if ref_labels is None else _as_column(ref_labels)
     references = y_pred if ref_embeddings is None else ref_embeddings.to(y_pred.dtype)
