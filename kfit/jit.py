@@ -84,7 +84,12 @@ def check_available() -> None:
 
 
 class Jit:
-    """Runs one model's forward pass (and loss) through the shared compiled functions."""
+    """One model's compiled training step (whole, or its forward pass and loss).
+
+    Args:
+        mode: None (Inductor's default) or `"reduce-overhead"` (CUDA graphs) for the whole
+            step.
+    """
 
     def __init__(self, mode: str | None = None) -> None:
         self.enabled = True  # False after a compilation failure: eager from then on
