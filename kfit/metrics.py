@@ -446,7 +446,7 @@ class _Accumulator(Metric):
 
     @property
     def metric_state(self) -> dict[str, Any]:
-        """torchmetrics' `metric_state`, with the host-side count folded in first."""
+        """The state as in torchmetrics' `metric_state`, the host-side count folded in first."""
         self._fold_host_count()
         return super().metric_state
 
