@@ -20,6 +20,13 @@ Usage:
     python benchmarks/gpu.py --workload resnet18 --repeats 5 --contenders kfit lightning
     python benchmarks/gpu.py --check                  # does every contender train?
     python benchmarks/gpu.py --device cpu --smoke     # tiny data: tests the code without a GPU
+    python benchmarks/gpu.py --jit                    # kfit's compiled step (`jit_step.py`)
+
+`--jit` runs `jit_step.py`'s four contenders (eager loop, `torch.compile`d loop, kfit, kfit
+with `jit_compile="reduce-overhead"`) on the small MLP, the MNIST-size MLP, the small CNN and the
+LSTM, in one process and well under five minutes, then trains `jit_compile=True` and
+`"reduce-overhead"` models for an epoch under `torch.cuda.set_sync_debug_mode("error")`: 0
+host syncs per step, or the sync that raised.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="default cuda; cpu only with --smoke")
     parser.add_argument("--smoke", action="store_true", help="tiny data: tests the code paths")
     parser.add_argument("--check", action="store_true", help="does every contender train?")
+    parser.add_argument("--jit", action="store_true", help="kfit's compiled step: jit_step.py")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit(
@@ -77,6 +85,9 @@ def main() -> None:
             "gpu.py: a CPU run is a test of the code paths only; add --smoke (or use peers.py)"
         )
 
+    if args.jit:
+        run_jit(args)
+        return
     keys = list(GPU_WORKLOADS) if args.workload == "all" else [args.workload]
     contenders = peers.parse_contenders(args.contenders)
     print(device_line(args.device))
@@ -92,6 +103,28 @@ def main() -> None:
         )
         print(f"\n{repeats} round(s), {fits} timed fit(s) per process")
         print(peers.format_table(table, args.device), flush=True)
+
+
+def run_jit(args: argparse.Namespace) -> None:
+    """`--jit`: the compiled-step table on every `jit_step` workload, then the sync check."""
+    import jit_step
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    mode = "reduce-overhead" if args.device.startswith("cuda") else None
+    print(device_line(args.device))
+    keys = jit_step.WORKLOADS if args.workload == "all" else [args.workload]
+    for key in keys:
+        if key not in jit_step.WORKLOADS:
+            continue
+        lines = jit_step.run_workload(key, args.device, args.repeats or 3, mode, args.smoke)
+        print("\n".join(lines), flush=True)
+    if not args.device.startswith("cuda"):
+        print("host-sync check skipped: not a CUDA device")
+        return
+    for key in ("small", "mnist"):
+        for jit_compile in (True, "reduce-overhead"):
+            print(jit_step.check_no_host_sync(key, args.device, jit_compile, args.smoke))
 
 
 if __name__ == "__main__":

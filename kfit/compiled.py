@@ -227,14 +227,55 @@ class OutputLoss:
         self, y_true: torch.Tensor, y_pred: torch.Tensor, sample_weight: torch.Tensor | None
     ) -> torch.Tensor:
         if isinstance(self.fn, losses_module.Loss):
-            return self.fn(y_true, y_pred, sample_weight)  # Keras's reduction, in the Loss
+            # Keras's reduction, in the Loss (sample weights included); `reduction='none'`
+            # leaves one value per sample, averaged here.
+            return self._scalar(self.fn(y_true, y_pred, sample_weight), None, y_true)
         if not isinstance(self.fn, _CLASS_INDEX_LOSSES):
             y_true, y_pred = match_shapes(y_true, y_pred, self.name)
         elif y_true.dtype in _NARROW_INTEGERS:  # torch's class-index losses take int64 only
             y_true = y_true.long()
         if sample_weight is None or self._unreduced_module is None:
-            return self.fn(y_pred, y_true)  # a torch loss module: (input, target)
+            # A torch loss module: (input, target).
+            return self._scalar(self.fn(y_pred, y_true), sample_weight, y_true)
         return reduce_weighted(self._unreduced_module(y_pred, y_true), sample_weight)
+
+    def _scalar(
+        self, value: Any, sample_weight: torch.Tensor | None, y_true: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss as a scalar: an unreduced one is reduced per sample, as Keras would.
+
+        Keras's `sum_over_batch_size` of per-element values `l[i, ...]` with weights `w[i]`
+        is `sum(w * l) / l.numel()`: each sample's mean over its other axes, then the
+        weighted mean over the batch.
+        """
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"The loss {self.name!r} returned {_described(value)}; a loss must return a "
+                "tensor (a scalar, or one value per sample)."
+            )
+        if value.dim() == 0:
+            if sample_weight is not None:
+                raise ValueError(
+                    f"The loss {self.name!r} returned a scalar, so `sample_weight` cannot be "
+                    "applied: give it `reduction='none'` (one value per sample), or drop "
+                    "`sample_weight`."
+                )
+            return value
+        batch = y_true.shape[0] if y_true.dim() else None
+        if value.shape[0] != batch:
+            raise ValueError(
+                f"The loss {self.name!r} returned a tensor of shape {tuple(value.shape)}: an "
+                "unreduced loss (reduction='none') is averaged per sample, so its first axis "
+                f"must be the batch ({batch} samples). Return a scalar or one value per sample."
+            )
+        return reduce_weighted(value, sample_weight)
+
+
+def _described(value: Any) -> str:
+    """`None`, or `a float (1.0)`: what a loss returned instead of a tensor."""
+    if value is None:
+        return "None"
+    return f"a {type(value).__name__} ({value!r:.40})"
 
 
 def _leaves(spec: Any) -> list[Any]:

@@ -10,6 +10,7 @@ iterables yield `(x, y[, sample_weight])` batches as they are.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,16 @@ def _is_number_sequence(value: Any) -> bool:
             isinstance(v, int | float | bool | np.number) or _is_number_sequence(v) for v in value
         )
     )
+
+
+def _refuse_path(value: Any, arg_name: str) -> None:
+    """Raises a `TypeError` when `value` is a string or path: kfit reads no files."""
+    if isinstance(value, str | bytes | os.PathLike):
+        raise TypeError(
+            f"`{arg_name}` is a {type(value).__name__} ({os.fspath(value)!r:.80}), taken for a "
+            "file path: kfit does not read files. Load the data first (e.g. numpy.loadtxt or "
+            "pandas.read_csv) and pass the arrays, or pass a Dataset or DataLoader."
+        )
 
 
 def to_tensor(value: Any, arg_name: str) -> torch.Tensor:
@@ -446,6 +457,8 @@ def make_data(
     """
     if x is None:
         raise ValueError(f"`{what}` is required; got None.")
+    for name, value in ((what, x), ("y", y), ("sample_weight", sample_weight)):
+        _refuse_path(value, name)
     if is_data_source(x):
         for name, value in (("y", y), ("sample_weight", sample_weight)):
             if value is not None:

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from kfit import distributed, loss_terms, lr_finder, saving
+from kfit import compile_config, distributed, loss_terms, lr_finder, saving
 from kfit import jit as jit_module
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
@@ -42,19 +42,6 @@ def _scheduler_callback(lr_scheduler: Any) -> Any:
         "`lr_scheduler` must be a torch.optim.lr_scheduler scheduler, a function optimizer -> "
         f"scheduler, or a kfit.callbacks.TorchScheduler; got {type(lr_scheduler).__name__}."
     )
-
-
-def _expressible_config(**settings: Any) -> dict[str, Any]:
-    """The compile settings that can be saved as plain values (string ids and numbers)."""
-
-    def plain(value: Any) -> bool:
-        if isinstance(value, list | tuple):
-            return all(plain(v) for v in value)
-        if isinstance(value, dict):
-            return all(isinstance(k, str) and plain(v) for k, v in value.items())
-        return value is None or isinstance(value, str | int | float | bool)
-
-    return {key: value for key, value in settings.items() if plain(value)}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -205,7 +192,7 @@ class Model(Trainer, nn.Module):
         loss_weights: float | list[float] | dict[str, float] | None = None,
         metrics: Any = None,
         weighted_metrics: Any = None,
-        jit_compile: bool = False,
+        jit_compile: bool | str = False,
         device: str | torch.device | None = None,
         lr_scheduler: Any = None,
         precision: str | int = "32",
@@ -232,9 +219,11 @@ class Model(Trainer, nn.Module):
                 dict `{output name: metric(s)}`; log keys become `{output}_{metric}`.
             weighted_metrics: metrics that take `sample_weight`/`class_weight` into account,
                 in the same forms.
-            jit_compile: run each step's forward pass and loss (and so their backward pass)
-                through `torch.compile`; warns and runs eagerly where that fails. See
-                `kfit.jit`.
+            jit_compile: True compiles the whole training step (forward pass, loss,
+                backward pass, clipping, accumulation, optimizer update) with `torch.compile`;
+                `"reduce-overhead"` also captures it in CUDA graphs on a GPU. Where the step
+                cannot be compiled whole, warns once and compiles the forward pass and loss;
+                where compilation fails, warns and runs eagerly. See `kfit.jit`.
             device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
                 then CPU.
             lr_scheduler: a `torch.optim.lr_scheduler` scheduler, a function
@@ -253,9 +242,12 @@ class Model(Trainer, nn.Module):
                 device or invalid options.
             TypeError: for arguments of the wrong kind.
         """
-        for flag_name, flag in (("jit_compile", jit_compile), ("channels_last", channels_last)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"`{flag_name}` must be True or False; got {flag!r}.")
+        if not isinstance(jit_compile, bool) and jit_compile != "reduce-overhead":
+            raise TypeError(
+                f"`jit_compile` must be True, False or 'reduce-overhead'; got {jit_compile!r}."
+            )
+        if not isinstance(channels_last, bool):
+            raise TypeError(f"`channels_last` must be True or False; got {channels_last!r}.")
         # torchrun: an unnumbered `cuda` is this process's GPU, cuda:LOCAL_RANK.
         target_device = _with_index(distributed.setup(resolve_device(device)))
         mixed_precision = Precision(precision, target_device)
@@ -285,9 +277,11 @@ class Model(Trainer, nn.Module):
         self._optimizer_source = optimizer_id
         self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
         # Kept out of nn.Module's registry: the compiled wrapper holds this very model.
-        self.__dict__["_jit"] = self._jit_for_compile() if jit_compile else None
+        self.__dict__["_jit"] = (
+            self._jit_for_compile(jit_compile, target_device) if jit_compile else None
+        )
         self.stop_training = False
-        self._compile_config = _expressible_config(
+        self._compile_config = compile_config.to_config(
             optimizer=optimizer,
             loss=loss,
             loss_weights=loss_weights,
@@ -335,14 +329,27 @@ class Model(Trainer, nn.Module):
         if isinstance(history, History):  # its (weak) model reference is not pickled
             history.set_model(self)
 
+    @property
+    def jit_compile_seconds(self) -> float:
+        """Seconds spent compiling the training step so far (`jit_compile`; 0.0 without)."""
+        return self._jit.compile_seconds if self._jit is not None else 0.0
+
     @staticmethod
-    def _jit_for_compile() -> Jit | None:
+    def _jit_for_compile(jit_compile: bool | str, device: torch.device) -> Jit | None:
         try:
             jit_module.check_available()
         except Exception as err:  # noqa: BLE001 - any reason torch.compile cannot run at all
             warnings.warn(f"torch.compile is unavailable ({err}); running eagerly.", stacklevel=3)
             return None
-        return Jit()
+        mode = "reduce-overhead" if jit_compile == "reduce-overhead" else None
+        if mode is not None and device.type != "cuda":
+            warnings.warn(
+                "jit_compile='reduce-overhead' captures CUDA graphs, which need a CUDA device; "
+                f"compiling without them on {device.type}.",
+                stacklevel=3,
+            )
+            mode = None
+        return Jit(mode)
 
     def _check_compiled(self, method: str) -> None:
         if self._device is None:
@@ -484,9 +491,12 @@ class Model(Trainer, nn.Module):
     ) -> None:
         """Saves the full training state, for `load` to resume from.
 
-        The file holds the weights, the optimizer state, the compile settings that are plain
-        ids, the epochs completed, History and the random-generator states. No classes are
-        pickled: `load` restores the state into a model built from code.
+        The file holds the weights, the optimizer state, the compile settings (ids, and the
+        configs of kfit loss, optimizer, schedule and metric objects; see
+        `kfit.compile_config`), the epochs completed, History and the random-generator states.
+        No classes are pickled: `load` restores the state into a model built from code.
+        Settings holding objects without a config (a torch optimizer, a lambda) are left out,
+        with a warning.
 
         Under torchrun only rank 0 writes; `load` in any process waits for it.
 
@@ -497,6 +507,7 @@ class Model(Trainer, nn.Module):
         """
         if not distributed.is_rank_zero():
             return
+        compile_config.warn_unrecorded(self._compile_config, f"Saving to {str(filepath)!r}")
         history = self.history
         state = {
             "format": saving.FORMAT,
@@ -532,7 +543,9 @@ class Model(Trainer, nn.Module):
     ) -> None:
         """Restores what `save` wrote into this model, built from the same code.
 
-        An uncompiled model is compiled with the saved settings when they were plain ids.
+        An uncompiled model is compiled with the saved settings when the loss and optimizer
+        were recorded (ids, or kfit objects with a config), and gets the optimizer state:
+        a learning-rate schedule continues from the saved step.
         Continue training with `fit(..., initial_epoch=model.epochs_completed)`.
 
         Args:
@@ -554,15 +567,16 @@ class Model(Trainer, nn.Module):
         saved_optimizer = state["optimizer"]
         before_compile = None
         if self._compiled_loss is None:
-            if config.get("loss") is not None and "optimizer" in config:
+            if compile_config.can_compile(config):
+                settings = compile_config.from_config(config)  # may raise: nothing changed yet
                 before_compile = dict(self.__dict__)
-                self.compile(**config)
+                self.compile(**settings)
             elif saved_optimizer is not None:
                 warnings.warn(
                     f"{source}: the optimizer state was not restored because this model is not "
-                    "compiled and the saved compile settings are not plain ids (the loss or "
-                    "optimizer was an object). Compile the model as it was compiled, then load "
-                    "again to restore it.",
+                    "compiled and the saved compile settings lack the loss or the optimizer "
+                    "(an object without a config, such as a torch optimizer or loss module). "
+                    "Compile the model as it was compiled, then load again to restore it.",
                     stacklevel=2,
                 )
                 saved_optimizer = None
@@ -608,17 +622,19 @@ class Model(Trainer, nn.Module):
         start_lr: float = 1e-7,
         end_lr: float = 10.0,
         num_steps: int = 100,
-        smoothing: float = 0.98,
+        smoothing: float = 0.8,
         diverge_threshold: float | None = 4.0,
         plot: bool = True,
         verbose: int | str = "auto",
+        seed: int | None = 0,
     ) -> lr_finder.LRFinderResult:
         """The learning-rate range test; weights and optimizer state are restored afterwards.
 
         See `kfit.lr_finder.lr_find` for the arguments. Not in Keras.
 
         Returns:
-            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr`, `plot()`.
+            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr` (or `reason`),
+                `plot()`.
         """
         return lr_finder.lr_find(
             self,
@@ -633,6 +649,7 @@ class Model(Trainer, nn.Module):
             diverge_threshold=diverge_threshold,
             plot=plot,
             verbose=verbose,
+            seed=seed,
         )
 
     # ------------------------------------------------------------------ properties

@@ -16,14 +16,14 @@ applied before the update, as Keras does for every optimizer) run on the device 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from kfit import schedules
-from kfit.losses import unknown_id_error
+from kfit.registry import unknown_id_error
 
 __all__ = [
     "SGD",
@@ -39,9 +39,11 @@ __all__ = [
     "Nadam",
     "Optimizer",
     "RMSprop",
+    "deserialize",
     "get",
     "get_learning_rate",
     "schedules",
+    "serialize",
     "set_learning_rate",
     "with_keras_attributes",
 ]
@@ -140,6 +142,8 @@ class Optimizer:
             average of the gradients since the last update (Keras); None or 1 updates at
             every step.
         name: a name for messages.
+        keras_options: the subclass's own hyper-parameters in Keras's names, for
+            `get_config`.
     """
 
     decoupled_decay_in_torch = False
@@ -155,6 +159,7 @@ class Optimizer:
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int | None = None,
         name: str | None = None,
+        keras_options: Mapping[str, Any] | None = None,
     ):
         self.schedule: Callable[[int], float] | None = None
         if callable(learning_rate) and not isinstance(learning_rate, bool):
@@ -200,6 +205,66 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.name = name or type(self).__name__.lower()
+        self._gradient_accumulation_steps_given = gradient_accumulation_steps
+        self.keras_options = dict(keras_options or {})
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments in Keras's names, as plain values.
+
+        A `kfit.schedules` learning rate is written as its serialized dict, as Keras does.
+
+        Raises:
+            TypeError: for a learning-rate schedule that is a plain function (it has no
+                config).
+        """
+        rate: Any = self._learning_rate
+        if self.schedule is not None:
+            if not isinstance(self.schedule, schedules.LearningRateSchedule):
+                raise TypeError(
+                    f"The learning rate {self.schedule!r} is a plain function, which has no "
+                    "config; use a kfit.schedules.LearningRateSchedule to serialize it."
+                )
+            rate = schedules.serialize(self.schedule)
+        return {
+            "name": self.name,
+            "learning_rate": rate,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+            "gradient_accumulation_steps": self._gradient_accumulation_steps_given,
+            **self.keras_options,
+        }
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], custom_objects: Mapping[str, Any] | None = None
+    ) -> Optimizer:
+        """Builds the optimizer from `get_config()`'s dict, or from Keras's own config.
+
+        Keras options kfit does not implement are accepted at their default values
+        (`use_ema=False`, `loss_scale_factor=None`, ...); other values raise.
+
+        Args:
+            config: the constructor's arguments by name.
+            custom_objects: your own schedule classes by name, for a serialized schedule.
+
+        Raises:
+            ValueError: for a Keras option kfit does not implement, set to another value.
+        """
+        config = dict(config)
+        for key, default in _KERAS_ONLY_DEFAULTS.items():
+            if key in config:
+                value = config.pop(key)
+                if value != default:
+                    raise ValueError(
+                        f"The Keras optimizer option {key}={value!r} is not supported by kfit "
+                        f"(only its default {default!r})."
+                    )
+        rate = config.get("learning_rate")
+        if isinstance(rate, Mapping):
+            config["learning_rate"] = schedules.deserialize(rate, custom_objects)
+        return cls(**config)
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         """Returns the torch optimizer over `params`."""
@@ -377,6 +442,15 @@ class Optimizer:
         return f"{type(self).__name__}(learning_rate={rate!r})"
 
 
+#: Keras optimizer options kfit does not implement, accepted in configs at these defaults.
+_KERAS_ONLY_DEFAULTS: dict[str, Any] = {
+    "use_ema": False,
+    "ema_momentum": 0.99,
+    "ema_overwrite_frequency": None,
+    "loss_scale_factor": None,
+    "relative_step": True,  # Adafactor: torch's is the relative-step form
+}
+
 _SCHEDULED_RATE_NOT_SETTABLE = (
     "This optimizer was created with a learning-rate schedule, so its learning rate is not "
     "settable to a number (as in Keras); assign another schedule, or give the optimizer a "
@@ -522,6 +596,7 @@ class SGD(Optimizer):
             torch.optim.SGD,
             learning_rate,
             {"momentum": momentum, "nesterov": nesterov},
+            keras_options={"momentum": momentum, "nesterov": nesterov},
             **_common(kwargs),
         )
 
@@ -542,6 +617,12 @@ class RMSprop(Optimizer):
             torch.optim.RMSprop,
             learning_rate,
             {"alpha": rho, "momentum": momentum, "eps": epsilon, "centered": centered},
+            keras_options={
+                "rho": rho,
+                "momentum": momentum,
+                "epsilon": epsilon,
+                "centered": centered,
+            },
             **_common(kwargs),
         )
 
@@ -562,6 +643,12 @@ class Adam(Optimizer):
             torch.optim.Adam,
             learning_rate,
             {"betas": (beta_1, beta_2), "eps": epsilon, "amsgrad": amsgrad},
+            keras_options={
+                "beta_1": beta_1,
+                "beta_2": beta_2,
+                "epsilon": epsilon,
+                "amsgrad": amsgrad,
+            },
             **_common(kwargs),
         )
 
@@ -586,6 +673,12 @@ class AdamW(Optimizer):
             learning_rate,
             {"betas": (beta_1, beta_2), "eps": epsilon, "amsgrad": amsgrad},
             weight_decay=weight_decay,
+            keras_options={
+                "beta_1": beta_1,
+                "beta_2": beta_2,
+                "epsilon": epsilon,
+                "amsgrad": amsgrad,
+            },
             **_common(kwargs),
         )
 
@@ -604,6 +697,10 @@ class Adagrad(Optimizer):
             torch.optim.Adagrad,
             learning_rate,
             {"initial_accumulator_value": initial_accumulator_value, "eps": epsilon},
+            keras_options={
+                "initial_accumulator_value": initial_accumulator_value,
+                "epsilon": epsilon,
+            },
             **_common(kwargs),
         )
 
@@ -615,7 +712,11 @@ class Adadelta(Optimizer):
         self, learning_rate: float = 0.001, rho: float = 0.95, epsilon: float = 1e-7, **kwargs: Any
     ):
         super().__init__(
-            torch.optim.Adadelta, learning_rate, {"rho": rho, "eps": epsilon}, **_common(kwargs)
+            torch.optim.Adadelta,
+            learning_rate,
+            {"rho": rho, "eps": epsilon},
+            keras_options={"rho": rho, "epsilon": epsilon},
+            **_common(kwargs),
         )
 
 
@@ -634,6 +735,7 @@ class Adamax(Optimizer):
             torch.optim.Adamax,
             learning_rate,
             {"betas": (beta_1, beta_2), "eps": epsilon},
+            keras_options={"beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon},
             **_common(kwargs),
         )
 
@@ -657,6 +759,7 @@ class Nadam(Optimizer):
             torch.optim.NAdam,
             learning_rate,
             {"betas": (beta_1, beta_2), "eps": epsilon, "momentum_decay": 0.004},
+            keras_options={"beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon},
             **_common(kwargs),
         )
 
@@ -681,6 +784,12 @@ class Adafactor(Optimizer):
             torch.optim.Adafactor,
             learning_rate,
             {"beta2_decay": beta_2_decay, "eps": (epsilon_1, epsilon_2), "d": clip_threshold},
+            keras_options={
+                "beta_2_decay": beta_2_decay,
+                "epsilon_1": epsilon_1,
+                "epsilon_2": epsilon_2,
+                "clip_threshold": clip_threshold,
+            },
             **_common(kwargs),
         )
 
@@ -691,7 +800,13 @@ class Lion(Optimizer):
     def __init__(
         self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.99, **kwargs: Any
     ):
-        super().__init__(_Lion, learning_rate, {"betas": (beta_1, beta_2)}, **_common(kwargs))
+        super().__init__(
+            _Lion,
+            learning_rate,
+            {"betas": (beta_1, beta_2)},
+            keras_options={"beta_1": beta_1, "beta_2": beta_2},
+            **_common(kwargs),
+        )
 
 
 class Ftrl(Optimizer):
@@ -723,6 +838,14 @@ class Ftrl(Optimizer):
                 "l2_shrinkage": l2_shrinkage_regularization_strength,
                 "beta": beta,
             },
+            keras_options={
+                "learning_rate_power": learning_rate_power,
+                "initial_accumulator_value": initial_accumulator_value,
+                "l1_regularization_strength": l1_regularization_strength,
+                "l2_regularization_strength": l2_regularization_strength,
+                "l2_shrinkage_regularization_strength": l2_shrinkage_regularization_strength,
+                "beta": beta,
+            },
             **_common(kwargs),
         )
 
@@ -744,12 +867,76 @@ UNSUPPORTED = {
 }
 
 
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    """Returns an optimizer spec as a plain dict, in the form Keras 3 writes.
+
+    Args:
+        optimizer: a `kfit.optimizers` object such as `Adam(learning_rate=1e-3)`.
+
+    Returns:
+        `{"module", "class_name", "config", "registered_name"}`; a schedule learning rate is
+        itself serialized inside `config`.
+
+    Raises:
+        TypeError: for a torch optimizer (it has no Keras config) or anything else.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"`optimizer` must be a kfit.optimizers.Optimizer to serialize; got {optimizer!r} "
+            f"of type {type(optimizer).__name__}. A torch optimizer has no config."
+        )
+    cls = type(optimizer)
+    builtin = ALL_OBJECTS_DICT.get(cls.__name__.lower()) is cls
+    return {
+        "module": "keras.optimizers" if builtin else cls.__module__,
+        "class_name": cls.__name__,
+        "config": optimizer.get_config(),
+        "registered_name": None if builtin else cls.__name__,
+    }
+
+
+def deserialize(
+    config: Mapping[str, Any], custom_objects: Mapping[str, Any] | None = None
+) -> Optimizer:
+    """Builds an optimizer spec from `serialize`'s dict (or Keras's).
+
+    Args:
+        config: a dict with `"class_name"` and `"config"`.
+        custom_objects: your own `Optimizer` subclasses and schedules by class name.
+
+    Returns:
+        The optimizer spec.
+
+    Raises:
+        TypeError: if `config` is not a dict of that form.
+        ValueError: for an unknown class name (naming the closest one) or bad arguments.
+    """
+    if not isinstance(config, Mapping) or not isinstance(config.get("class_name"), str):
+        raise TypeError(
+            "A serialized optimizer must be a dict {'class_name': str, 'config': dict}; "
+            f"got {config!r}."
+        )
+    custom = dict(custom_objects or {})
+    class_name = config["class_name"]
+    cls = custom.get(class_name) or ALL_OBJECTS_DICT.get(class_name.lower())
+    if cls is None:
+        if class_name.lower() in UNSUPPORTED:
+            raise ValueError(
+                f"Optimizer {class_name!r} is not supported: {UNSUPPORTED[class_name.lower()]}."
+            )
+        raise unknown_id_error(
+            "optimizer", class_name, list(ALL_OBJECTS_DICT), "kfit.optimizers.ALL_OBJECTS_DICT"
+        )
+    return cls.from_config(dict(config.get("config") or {}), custom_objects=custom)
+
+
 def get(identifier: Any) -> Optimizer | torch.optim.Optimizer | type[torch.optim.Optimizer]:
     """Resolves an optimizer identifier.
 
     Args:
-        identifier: a Keras string id (any case), a kfit `Optimizer`, a torch optimizer class,
-            or a torch optimizer instance.
+        identifier: a Keras string id (any case), a config dict (what `serialize` or
+            Keras's `keras.optimizers.serialize` returns), a kfit `Optimizer`, a torch
+            optimizer class, or a torch optimizer instance.
 
     Returns:
         A kfit `Optimizer` spec for string ids; the identifier otherwise.
@@ -767,6 +954,8 @@ def get(identifier: Any) -> Optimizer | torch.optim.Optimizer | type[torch.optim
                 "optimizer", identifier, list(ALL_OBJECTS_DICT), "kfit.optimizers.ALL_OBJECTS_DICT"
             )
         return ALL_OBJECTS_DICT[key]()
+    if isinstance(identifier, Mapping):
+        return deserialize(identifier)
     if isinstance(identifier, Optimizer | torch.optim.Optimizer):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, torch.optim.Optimizer):

@@ -55,7 +55,7 @@ def output_slots(y_pred: Any) -> list[OutputSlot]:
     else:
         raise ValueError(
             "The model must return a tensor, or a tuple/list/dict of tensors, to be trained "
-            f"with a compiled loss; it returned a {type(y_pred).__name__}."
+            f"with a compiled loss; it returned {_returned(y_pred)}."
         )
     for slot, (_, value) in zip(slots, items, strict=True):
         if not isinstance(value, torch.Tensor):
@@ -67,6 +67,36 @@ def output_slots(y_pred: Any) -> list[OutputSlot]:
     if not slots:
         raise ValueError("The model returned an empty tuple/list/dict: there is no output.")
     return slots
+
+
+def _returned(value: Any) -> str:
+    if value is None:
+        return "None (does `forward` end with a `return`?)"
+    return f"a {type(value).__name__}"
+
+
+def check_predictions(y_pred: Any, path: str = "") -> None:
+    """Raises a `TypeError` naming the first output of `predict` that is not a tensor.
+
+    Args:
+        y_pred: one batch's outputs: a tensor, or tuples/lists/dicts of them.
+        path: where `y_pred` sits in the model's outputs (for the message).
+    """
+    if isinstance(y_pred, torch.Tensor):
+        return
+    if isinstance(y_pred, Mapping):
+        for key, value in y_pred.items():
+            check_predictions(value, f"{path}[{key!r}]")
+        return
+    if isinstance(y_pred, tuple | list) and y_pred:
+        for i, value in enumerate(y_pred):
+            check_predictions(value, f"{path}[{i}]")
+        return
+    where = f"the model's output{path}" if path else "the model"
+    raise TypeError(
+        f"`predict` needs tensors, but {where} returned {_returned(y_pred)}; `forward` (or "
+        "`predict_step`) must return a tensor or a tuple/list/dict of tensors."
+    )
 
 
 def is_named_structure(y_pred: Any) -> bool:

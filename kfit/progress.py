@@ -18,6 +18,7 @@ The final line is Keras's:
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -100,7 +101,9 @@ class Progbar:
         self.verbose = verbose
         self.stream = stream or sys.stdout
         self.start = time.perf_counter()
-        self._last_draw = 0.0
+        # Not 0.0: perf_counter counts from boot, so on a machine up for less than the
+        # interval the first redraw would never come.
+        self._last_draw = -math.inf
         self._bar: tqdm.std.tqdm | None = None
         notebook = verbose == 1 and in_notebook()
         # A kernel without ipywidgets still renders carriage-return redraws as text.

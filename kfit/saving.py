@@ -36,17 +36,28 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
         write: writes the content to the binary file object it is given.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as err:
+        raise _write_error(err, path) from err
+    file = _RecordingFile(os.fdopen(handle, "wb"))
+    try:
+        with file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        # torch.save reports a failed write (a full disk) as its own RuntimeError: the
+        # OSError that caused it, with the file's name, says what happened.
+        cause = err if isinstance(err, OSError) else file.error
+        if cause is not None and isinstance(err, Exception):
+            raise _write_error(cause, path) from cause
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable where supported
         directory = os.open(path.parent, os.O_RDONLY)
@@ -54,6 +65,44 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+class _RecordingFile:
+    """A binary file that keeps the first `OSError` its writes raised."""
+
+    def __init__(self, file: IO[bytes]):
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        return self._recorded(self._file.write, data)
+
+    def flush(self) -> None:
+        self._recorded(self._file.flush)
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def _recorded(self, operation: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return operation(*args)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def __enter__(self) -> _RecordingFile:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._recorded(self._file.close)
+
+
+def _write_error(err: OSError, path: Path) -> OSError:
+    """`err` restated with the destination's name (the previous file is left as it was)."""
+    reason = err.strerror or str(err)
+    return OSError(
+        err.errno, f"Cannot write the file ({reason}); any previous file is unchanged", str(path)
+    )
 
 
 def save_tensors(obj: Any, path: PathLike) -> None:

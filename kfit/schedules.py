@@ -26,7 +26,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kfit.losses import unknown_id_error
+from kfit.registry import unknown_id_error
 
 __all__ = [
     "CosineDecay",

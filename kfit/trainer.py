@@ -28,6 +28,7 @@ from kfit.callbacks.torch_scheduler import as_callback
 from kfit.data import ArrayData, IterableData, batch_size_of
 from kfit.diagnosis import TrainingDiagnosis
 from kfit.history import History
+from kfit.outputs import check_predictions
 from kfit.tracking import MetricTracking, read_values, to_float32
 
 
@@ -109,6 +110,8 @@ class Trainer(MetricTracking):
         compiled-metrics container's `result()`, is flattened).
         """
         x, y, sample_weight = data_module.unpack(data)
+        if self._jit is not None and self._jit.train_step(self, x, y, sample_weight):
+            return None  # `jit_compile`: the whole step compiled (kfit.jit)
         with self._precision.autocast():  # mixed precision, if compiled with it
             y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.apply_gradients(loss)
@@ -265,6 +268,12 @@ class Trainer(MetricTracking):
         if optimizer is None:  # lazy modules: built once their parameters exist
             optimizer = self._optimizer_for_step()
         scaler = self._precision.scaler  # precision='16-mixed' only
+        if not loss.requires_grad and torch.is_grad_enabled():
+            raise ValueError(
+                "The loss has no gradient: it does not depend on any trainable weight. Compute "
+                "it with torch operations on `y_pred` (not numpy, `.item()` or `.detach()`), "
+                "and check that some parameters have requires_grad=True."
+            )
         if self._step_controls is not None:
             self._step_controls.step(optimizer, loss, scaler)
         elif scaler is not None:
@@ -392,7 +401,8 @@ class Trainer(MetricTracking):
             (val, validation_batch_size or batch_size),
         ):
             if isinstance(checked, ArrayData):
-                self._check_first_batch(checked, checked_batch_size)
+                with isolation.run_lock(self).hold():  # no other thread's evaluate meanwhile
+                    self._check_first_batch(checked, checked_batch_size)
         # Under torchrun: this process's part of the data, and a DDP training forward.
         train = distributed.shard_for_training(train, self.device)
         val = distributed.shard_for_evaluation(
@@ -481,23 +491,21 @@ class Trainer(MetricTracking):
         shape error before training starts: no weight, buffer or optimizer state changes.
         """
         first = next(data.batches(batch_size, False, self.device))
-        with isolation.run_lock(self).hold():  # nothing else runs on the model meanwhile
-            try:
-                with (
-                    _inference(self),
-                    self._jit.paused() if self._jit else contextlib.nullcontext(),
-                ):
-                    self.test_step(data_module.as_yielded(first))
-                if self._compiled_loss is not None and data.y is not None:
-                    self._compiled_loss.check_targets(data.y)  # every class id, once, up front
-            except Exception:
-                # Nothing settled from a batch that failed: the next call decides afresh.
-                if self._compiled_loss is not None:
-                    self._compiled_loss.unbuild()
-                self._compiled_metrics.unbuild()
-                raise
-            finally:
-                self.reset_metrics()
+        try:
+            with _inference(self), self._jit.paused() if self._jit else contextlib.nullcontext():
+                self.test_step(data_module.as_yielded(first))
+            if self._compiled_loss is not None and data.y is not None:
+                self._compiled_loss.check_targets(data.y)  # every class id, once, up front
+        except Exception as err:
+            if isinstance(err, RuntimeError):  # torch's own message names no argument
+                err.add_note(f"kfit: raised by the first batch, {_described_batch(first)}.")
+            # Nothing settled from a batch that failed: the next call decides afresh.
+            if self._compiled_loss is not None:
+                self._compiled_loss.unbuild()
+            self._compiled_metrics.unbuild()
+            raise
+        finally:
+            self.reset_metrics()
 
     def _run_epoch(
         self,
@@ -796,6 +804,8 @@ class Trainer(MetricTracking):
                 if call_begin:
                     callback_list.on_batch_hook("on_predict_batch_begin", step)
                 outputs.append(self.predict_step(batch))
+                if step == 0:
+                    check_predictions(outputs[0])  # before the other batches run
                 if call_end:
                     callback_list.on_batch_hook(
                         "on_predict_batch_end", step, {"outputs": outputs[-1]}
@@ -846,6 +856,7 @@ class Trainer(MetricTracking):
         data = data_module.make_data(x, None, None, self.float_dtype, batch_size=1, shuffle=False)
         with isolation.run_lock(self).hold(), _inference(self):
             outputs = self.predict_step(self._whole_batch(data))
+        check_predictions(outputs)
         return _to_numpy(outputs)
 
     def _whole_batch(self, data: ArrayData | IterableData) -> data_module.Batch:
@@ -856,6 +867,32 @@ class Trainer(MetricTracking):
             data_module.move_tree(data.y, self.device),
             data_module.move_tree(data.sample_weight, self.device),
         )
+
+
+def _described_batch(batch: data_module.Batch) -> str:
+    """`x: float32 (32, 5); y: float32 (32, 1)`: what a failing first batch held."""
+
+    def describe(tree: Any) -> str:
+        parts = [
+            f"{str(t.dtype).removeprefix('torch.')} {tuple(t.shape)}"
+            for t in data_module.leaves(tree)
+            if isinstance(t, torch.Tensor)
+        ]
+        return ", ".join(parts) or type(tree).__name__
+
+    names = ("x", "y", "sample_weight")
+    described = "; ".join(
+        f"{name}: {describe(tree)}"
+        for name, tree in zip(names, batch, strict=True)
+        if tree is not None
+    )
+    inputs = [t for t in data_module.leaves(batch[0]) if isinstance(t, torch.Tensor)]
+    if any(not (t.is_floating_point() or t.is_complex()) for t in inputs):
+        described += (
+            " (integer `x` reaches the model as it is, for embeddings: cast it to float32 if "
+            "the model expects floats)"
+        )
+    return described
 
 
 def _flattened(logs: dict[str, Any]) -> dict[str, Any]:

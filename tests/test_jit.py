@@ -1,4 +1,7 @@
-"""`compile(jit_compile=True)` (`kfit.jit`): forward and loss in one compiled graph."""
+"""`compile(jit_compile=True)` (`kfit.jit`): the compiled graphs, fallbacks and references.
+
+The whole training step's equivalence with eager is in `test_jit_whole_step.py`.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +41,13 @@ def graphs(monkeypatch):
         return graph_module.forward
 
     real_compile = torch.compile
+
+    def recording_compile(fn, mode=None, **options):
+        return real_compile(fn, backend=recording_backend, **options)
+
     monkeypatch.setattr(kfit.jit, "_compiled", {})
-    monkeypatch.setattr(torch, "compile", lambda fn: real_compile(fn, backend=recording_backend))
+    monkeypatch.setattr(kfit.jit, "_compiled_steps", {})
+    monkeypatch.setattr(torch, "compile", recording_compile)
     torch._dynamo.reset()
     yield recorded
     torch._dynamo.reset()
@@ -70,9 +78,10 @@ def test_the_first_batch_check_runs_eagerly(graphs):
     model.compile("sgd", "mse", device="cpu", jit_compile=True)
     model.evaluate(*_regression(), verbose=0)  # evaluate has no first-batch check
     compiled_for_evaluate = len(graphs)
-    model.fit(*_regression(), batch_size=40, epochs=1, verbose=0)  # one check, one step
+    # One check and two steps: the first step runs eagerly, the second compiles.
+    model.fit(*_regression(), batch_size=40, epochs=2, verbose=0)
     assert compiled_for_evaluate >= 1
-    # Training compiles its own (grad-mode) graph; the no-grad check added none.
+    # Training compiles its own graph (the whole step); the no-grad check added none.
     assert len(graphs) == compiled_for_evaluate + 1
 
 
@@ -113,7 +122,12 @@ def test_a_failing_compiler_warns_once_and_the_model_trains_eagerly(monkeypatch)
 
     real_compile = torch.compile
     monkeypatch.setattr(kfit.jit, "_compiled", {})
-    monkeypatch.setattr(torch, "compile", lambda fn: real_compile(fn, backend=failing_backend))
+    monkeypatch.setattr(kfit.jit, "_compiled_steps", {})
+    monkeypatch.setattr(
+        torch,
+        "compile",
+        lambda fn, mode=None, **kw: real_compile(fn, backend=failing_backend, **kw),
+    )
     torch._dynamo.reset()
     x, y = _regression()
     eager, jitted = kfit.Model(_mlp()), kfit.Model(_mlp())

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import kfit
-from kfit.lr_finder import LRFinderResult
+from kfit.lr_finder import LRFinderResult, smooth_losses
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -166,6 +166,105 @@ def test_suggestion_is_within_a_decade_of_the_best_rate_and_trains_well(make_opt
     assert final_loss(result.suggested_lr) < 0.25 * initial
 
 
+# --------------------------------------------------------------------------- seeds
+
+
+def _linear_regression(seed: int):
+    """Issue 18's case: a linear regression of 1,213 samples of 8 features, trained by SGD."""
+    rng = np.random.default_rng(123)
+    x = rng.normal(size=(1213, 8)) * rng.uniform(0.5, 3.0, size=8)
+    y = x @ rng.normal(size=(8, 1)) + 0.5 * rng.normal(size=(1213, 1)) + 2.0
+    torch.manual_seed(seed)
+    model = kfit.Sequential(nn.Linear(8, 1))
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    return model, x.astype(np.float32), y.astype(np.float32)
+
+
+def _classifier(seed: int):
+    """A small MLP classifying 1,000 samples into 3 classes, trained by Adam."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(1000, 10)).astype(np.float32)
+    y = (x[:, :3].sum(1) + 0.5 * x[:, 3] * x[:, 4] > 0).astype(np.int64) + (x[:, 5] > 1)
+    torch.manual_seed(seed)
+    model = kfit.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+    loss = kfit.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="adam", loss=loss, device="cpu")
+    return model, x, y
+
+
+@pytest.mark.parametrize("make", [_linear_regression, _classifier], ids=["sgd", "adam"])
+def test_runs_with_different_seeds_agree_within_a_factor_of_3(make):
+    suggestions = []
+    for seed in range(5):  # a different initialisation, shuffling and seed each run
+        model, x, y = make(seed)
+        suggestions.append(model.lr_find(x, y, seed=seed, plot=False, verbose=0).suggested_lr)
+
+    assert None not in suggestions
+    assert max(suggestions) / min(suggestions) < 3.0
+
+
+def test_the_same_seed_gives_the_same_curve_and_other_seeds_do_not():
+    model, x, y = _linear_regression(0)
+    first = model.lr_find(x, y, plot=False, verbose=0)
+    torch.manual_seed(99)  # the generators' state before the call does not matter
+    again = model.lr_find(x, y, plot=False, verbose=0)
+    other = model.lr_find(x, y, seed=1, plot=False, verbose=0)
+
+    assert again.raw_losses == first.raw_losses
+    assert again.suggested_lr == first.suggested_lr
+    assert other.raw_losses != first.raw_losses
+
+
+def test_seed_none_follows_the_global_generators():
+    model, x, y = _linear_regression(0)
+    torch.manual_seed(5)
+    first = model.lr_find(x, y, seed=None, num_steps=10, plot=False, verbose=0)
+    torch.manual_seed(5)
+    again = model.lr_find(x, y, seed=None, num_steps=10, plot=False, verbose=0)
+    torch.manual_seed(6)
+    other = model.lr_find(x, y, seed=None, num_steps=10, plot=False, verbose=0)
+
+    assert again.raw_losses == first.raw_losses
+    assert other.raw_losses != first.raw_losses
+
+
+def test_linear_regression_suggestion_trains_well():
+    model, x, y = _linear_regression(0)
+    suggested = model.lr_find(x, y, plot=False, verbose=0).suggested_lr
+    initial = model.evaluate(x, y, verbose=0)
+
+    model.compile(optimizer=kfit.optimizers.SGD(learning_rate=suggested), loss="mse")
+    history = model.fit(x, y, epochs=5, verbose=0).history["loss"]
+
+    assert history[-1] < 0.05 * initial
+    assert all(math.isfinite(v) for v in history)
+
+
+def test_a_model_that_cannot_learn_gets_no_suggestion_and_a_warning():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = rng.normal(size=(256, 1)).astype(np.float32)  # unrelated to x
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 1)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)  # already the best constant: nothing to learn
+    model = kfit.Sequential(layer)
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+
+    with pytest.warns(UserWarning, match="lr_find: no suggestion: the curve is too"):
+        result = model.lr_find(x, y, plot=False, verbose=0)
+
+    assert result.suggested_lr is None
+    assert result.reason.startswith("the curve is too")
+
+
+def test_verbose_prints_the_reason_when_there_is_no_suggestion(capsys):
+    x, y = _problem(n=64)
+    with pytest.warns(UserWarning, match="too few steps"):
+        _mlp("sgd").lr_find(x, y, num_steps=3, plot=False, verbose=2)
+    assert "no suggestion: too few steps" in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------- the curve
 
 
@@ -183,15 +282,29 @@ def test_learning_rates_grow_exponentially_from_start_to_end():
     assert result.diverged is False
 
 
-def test_losses_are_the_bias_corrected_moving_average_of_the_step_losses():
+def test_smoothing_zero_keeps_the_raw_losses():
     x, y = _problem(n=64)
-    result = _mlp("sgd").lr_find(x, y, num_steps=12, smoothing=0.9, plot=False, verbose=0)
+    result = _mlp("sgd").lr_find(x, y, num_steps=12, smoothing=0.0, plot=False, verbose=0)
+    assert result.losses == result.raw_losses
 
-    average, expected = 0.0, []
-    for step, loss in enumerate(result.raw_losses):
-        average = 0.9 * average + 0.1 * loss
-        expected.append(average / (1 - 0.9 ** (step + 1)))
-    np.testing.assert_allclose(result.losses, expected, rtol=1e-12)
+
+def test_smoothed_curve_does_not_lag_behind_the_raw_one():
+    # A loss that falls from 1 to 0.01 around lr = 1e-2, with 30% multiplicative noise.
+    rng = np.random.default_rng(0)
+    log_lrs = np.linspace(-7, 1, 100)
+    clean = np.exp(-np.log(100) / (1 + np.exp(-3 * (log_lrs + 2))))
+    raw = list(clean * np.exp(0.3 * rng.normal(size=100)))
+
+    smoothed = np.log(smooth_losses(raw, smoothing=0.8, window=6))
+    one_way = np.log(_running_average(raw, 0.8))
+
+    def half_way(curve):
+        return log_lrs[np.argmax(curve <= np.log(0.1))]  # half the fall, in log scale
+
+    assert abs(half_way(smoothed) - (-2.0)) <= 0.2  # within a fifth of a decade
+    assert half_way(one_way) - (-2.0) > 0.3  # a one-way average lags to larger rates
+    flat = slice(0, 40)  # before the fall: the noise alone
+    assert np.std(smoothed[flat]) < 0.3 * np.std(np.log(raw)[flat])
 
 
 def test_raw_losses_are_each_steps_own_loss():
@@ -209,9 +322,10 @@ def test_the_test_stops_when_the_loss_diverges():
 
     assert result.diverged is True
     assert len(result.lrs) < 100
-    last = result.losses[-1]
-    assert not math.isfinite(last) or last > 4.0 * min(result.losses[:-1])
-    assert all(v <= 4.0 * min(result.losses[: i + 1]) for i, v in enumerate(result.losses[:-1]))
+    running = _running_average(result.raw_losses, 0.8)  # the running average that stops it
+    last = running[-1]
+    assert not math.isfinite(last) or last > 4.0 * min(running[:-1])
+    assert all(v <= 4.0 * min(running[: i + 1]) for i, v in enumerate(running[:-1]))
 
 
 def test_the_update_goes_through_train_step_with_clipping():
@@ -268,36 +382,74 @@ def test_verbose_prints_the_suggestion(capsys):
 # --------------------------------------------------------------------------- suggestion rules
 
 
-def _result(losses, lrs=None) -> LRFinderResult:
+def _result(losses, lrs=None, raw=None) -> LRFinderResult:
     lrs = lrs or [10.0 ** (-6 + i * 0.25) for i in range(len(losses))]
-    return LRFinderResult(lrs, list(losses), list(losses), diverged=False)
+    return LRFinderResult(lrs, list(losses), list(raw or losses), diverged=False)
 
 
-def test_suggestion_is_the_steepest_descent_against_log_lr():
-    # Flat, then the fastest fall between points 14 and 15, then a slower fall and a rise.
-    losses = [1.0] * 12 + [0.98, 0.95, 0.9, 0.6, 0.5, 0.45, 0.44, 0.6, 2.0]
+def _running_average(values, beta: float) -> list[float]:
+    average, out = 0.0, []
+    for step, value in enumerate(values):
+        average = beta * average + (1 - beta) * value
+        out.append(average / (1 - beta ** (step + 1)))
+    return out
+
+
+def test_suggestion_is_half_way_down_the_valley_in_log_scale():
+    # Level at 1, a fall to 0.01 between points 20 and 28, then a rise (divergence).
+    losses = [1.0] * 20 + [10.0 ** (-i / 4) for i in range(1, 9)] + [0.02, 0.1, 1.0]
     result = _result(losses)
 
-    slopes = np.gradient(losses[10:-1], np.log10(result.lrs[10:-1]))
-    assert result.suggested_lr == result.lrs[10 + int(np.argmin(slopes))]
-    assert result.suggested_lr == result.lrs[15]
+    # Half the fall in log scale is the level 0.1, reached at point 23.
+    assert result.suggested_lr == pytest.approx(result.lrs[23])
+    assert result.reason is None
+
+
+def test_suggestion_is_interpolated_between_steps():
+    losses = [1.0] * 10 + [0.5, 0.2, 0.05, 0.01, 0.5]
+    result = _result(losses)
+    # log(0.1) lies 0.57 of the way from log(0.2) (point 11) to log(0.05) (point 12).
+    share = (math.log(0.2) - math.log(0.1)) / (math.log(0.2) - math.log(0.05))
+    expected = 10 ** (math.log10(result.lrs[11]) + share * 0.25)
+    assert result.suggested_lr == pytest.approx(expected)
+
+
+def test_suggestion_is_never_before_the_loss_starts_to_fall():
+    # A long, slow drift down (a longest-descent rule would start its valley here), then the
+    # real fall at points 30 to 34.
+    losses = [1.0 - 0.001 * i for i in range(30)] + [0.5, 0.2, 0.1, 0.05, 0.04, 0.3, 3.0]
+    result = _result(losses)
+    assert result.suggested_lr >= result.lrs[29]
 
 
 def test_no_suggestion_when_the_loss_never_falls():
-    assert _result([1.0 + 0.01 * i for i in range(30)]).suggested_lr is None
+    result = _result([1.0 + 0.01 * i for i in range(30)])
+    assert result.suggested_lr is None
+    assert "too flat" in result.reason
+
+
+def test_no_suggestion_when_the_curve_is_pure_noise():
+    rng = np.random.default_rng(0)
+    raw = list(np.exp(0.3 * rng.normal(size=100)))
+    result = _result(smooth_losses(raw, 0.8, 6), raw=raw)
+    assert result.suggested_lr is None
+    assert "too noisy" in result.reason
 
 
 def test_no_suggestion_from_too_few_points():
-    assert _result([1.0, 0.9, 0.8, 0.7]).suggested_lr is None
-    assert _result([1.0, 0.9, 0.8, 0.7]).suggestion(skip_begin=0, skip_end=0) is not None
+    result = _result([1.0, 0.9, 0.5, 0.2])
+    assert result.suggested_lr is None
+    assert "too few steps" in result.reason
+    assert _result([1.0, 0.9, 0.5, 0.2, 0.1, 0.5]).suggestion() is not None
+    assert _result([1.0, 0.9, 0.5, 0.2, 0.1, 0.5]).suggestion(skip_begin=2) is None
 
 
 def test_non_finite_points_are_left_out():
     losses = [1.0] * 12 + [0.9, 0.8, math.nan, 0.3, 0.25, 0.2, 1.0]
     result = _result(losses)
 
-    assert result.suggested_lr is not None
-    assert math.isfinite(result.losses[result.lrs.index(result.suggested_lr)])
+    # Half-way (in log scale) from 1 to 0.2 is 0.45: between point 13 (0.8) and 15 (0.3).
+    assert result.lrs[13] < result.suggested_lr < result.lrs[15]
 
 
 # --------------------------------------------------------------------------- plot
@@ -340,6 +492,8 @@ def test_plot_on_given_axes():
         ({"smoothing": 1.0}, r"`smoothing` must be in \[0, 1\); got 1.0"),
         ({"diverge_threshold": 1.0}, r"`diverge_threshold` must be > 1 \(or None\); got 1.0"),
         ({"verbose": 3}, r"`verbose` must be 'auto', 0, 1 or 2; got 3"),
+        ({"seed": -1}, r"`seed` must be a non-negative integer or None; got -1"),
+        ({"seed": 1.5}, r"`seed` must be a non-negative integer or None; got 1.5"),
     ],
 )
 def test_bad_arguments_raise_before_any_change(kwargs, message):

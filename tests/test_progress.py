@@ -282,3 +282,17 @@ def test_terminal_output_of_evaluate_ends_with_a_full_bar(frozen_model, terminal
     assert len(lines) == 1
     final = rf"3/3 {FULL_BAR} - \d+s {STEP_TIME}" + _values("loss", "mae")
     assert re.fullmatch(final + " *", lines[0].split("\r")[-1])
+
+
+def test_the_first_update_draws_on_a_machine_just_booted(terminal, monkeypatch):
+    """perf_counter counts from boot: a fresh machine reads less than any interval."""
+    import kfit.progress
+
+    monkeypatch.setattr(kfit.progress, "TERMINAL_INTERVAL", 3600)
+    monkeypatch.setattr(kfit.progress.time, "perf_counter", lambda: 10.0)
+    bar = kfit.progress.Progbar(target=5, stream=terminal.stream)
+
+    assert bar.wants_draw()
+    bar.update(1)
+    assert "1/5 [" in terminal.read()
+    assert not bar.wants_draw()  # and then not again within the interval

@@ -76,14 +76,20 @@ class CSVLogger(Callback):
             self.keys = sorted(logs)
             if self.keys and not any(key.startswith("val_") for key in self.keys):
                 self.keys += [f"val_{key}" for key in self.keys]
-        if self.writer is None:
-            self.writer = csv.DictWriter(
-                self.csv_file, fieldnames=["epoch", *self.keys], delimiter=self.sep
-            )
-            if self._write_header:
-                self.writer.writeheader()
-        self.writer.writerow({"epoch": epoch, **{k: _cell(logs.get(k, "NA")) for k in self.keys}})
-        self.csv_file.flush()
+        row = {"epoch": epoch, **{k: _cell(logs.get(k, "NA")) for k in self.keys}}
+        try:
+            if self.writer is None:
+                self.writer = csv.DictWriter(
+                    self.csv_file, fieldnames=["epoch", *self.keys], delimiter=self.sep
+                )
+                if self._write_header:
+                    self.writer.writeheader()
+            self.writer.writerow(row)
+            self.csv_file.flush()
+        except OSError as err:  # a full disk: name the file, which a bare write error doesn't
+            raise OSError(
+                err.errno, f"Cannot write the log ({err.strerror})", self.filename
+            ) from err
 
     def on_train_end(self, logs=None):
         self._close()

@@ -1,0 +1,262 @@
+"""Metric ids and configs: `get`, `serialize` and `deserialize`, over plain tables as Keras's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torchmetrics
+
+from kfit import losses as _losses
+from kfit.losses import _snake_case, unknown_id_error
+from kfit.metrics import accuracy as _accuracy
+from kfit.metrics import correlation as _correlation
+from kfit.metrics.accuracy import (
+    Accuracy,
+    BinaryAccuracy,
+    CategoricalAccuracy,
+    SparseCategoricalAccuracy,
+    SparseTopKCategoricalAccuracy,
+    TopKCategoricalAccuracy,
+)
+from kfit.metrics.auc import AUC
+from kfit.metrics.base import Metric
+from kfit.metrics.confusion import (
+    FalseNegatives,
+    FalsePositives,
+    Precision,
+    PrecisionAtRecall,
+    Recall,
+    RecallAtPrecision,
+    SensitivityAtSpecificity,
+    SpecificityAtSensitivity,
+    TrueNegatives,
+    TruePositives,
+)
+from kfit.metrics.correlation import ConcordanceCorrelation, PearsonCorrelation
+from kfit.metrics.fbeta import F1Score, FBetaScore
+from kfit.metrics.hinge import CategoricalHinge, Hinge, SquaredHinge
+from kfit.metrics.iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
+from kfit.metrics.probabilistic import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    KLDivergence,
+    Poisson,
+    SparseCategoricalCrossentropy,
+)
+from kfit.metrics.reduction import Mean, MeanMetricWrapper, Sum
+from kfit.metrics.regression import (
+    CosineDistance,
+    CosineSimilarity,
+    LogCoshError,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanSquaredError,
+    MeanSquaredLogarithmicError,
+    R2Score,
+    RootMeanSquaredError,
+)
+
+__all__ = [
+    "ACCURACY_IDS",
+    "ALL_OBJECTS_DICT",
+    "UNSUPPORTED",
+    "deserialize",
+    "get",
+    "serialize",
+]
+
+_CLASSES: list[type[Metric]] = [
+    AUC,
+    Accuracy,
+    BinaryAccuracy,
+    BinaryCrossentropy,
+    BinaryIoU,
+    CategoricalAccuracy,
+    CategoricalCrossentropy,
+    CategoricalHinge,
+    ConcordanceCorrelation,
+    CosineDistance,
+    CosineSimilarity,
+    F1Score,
+    FBetaScore,
+    FalseNegatives,
+    FalsePositives,
+    Hinge,
+    IoU,
+    KLDivergence,
+    LogCoshError,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanIoU,
+    MeanSquaredError,
+    MeanSquaredLogarithmicError,
+    OneHotIoU,
+    OneHotMeanIoU,
+    PearsonCorrelation,
+    Poisson,
+    Precision,
+    PrecisionAtRecall,
+    R2Score,
+    Recall,
+    RecallAtPrecision,
+    RootMeanSquaredError,
+    SensitivityAtSpecificity,
+    SparseCategoricalAccuracy,
+    SparseCategoricalCrossentropy,
+    SparseTopKCategoricalAccuracy,
+    SpecificityAtSensitivity,
+    SquaredHinge,
+    TopKCategoricalAccuracy,
+    TrueNegatives,
+    TruePositives,
+]
+
+#: Every string id `compile(metrics=[...])` accepts: class names, their snake_case forms and
+#: Keras's aliases. `'accuracy'`/`'acc'` are settled from the data's shapes by compile.
+ALL_OBJECTS_DICT: dict[str, type[Metric]] = {
+    **{cls.__name__: cls for cls in _CLASSES},
+    **{_snake_case(cls.__name__): cls for cls in _CLASSES},
+    "bce": BinaryCrossentropy,
+    "BCE": BinaryCrossentropy,
+    "mse": MeanSquaredError,
+    "MSE": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
+    "mape": MeanAbsolutePercentageError,
+    "MAPE": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError,
+    "MSLE": MeanSquaredLogarithmicError,
+}
+
+#: Classes `deserialize` rebuilds from a config: the id table's, plus the bases that need
+#: arguments or take other inputs than `(y_true, y_pred)` (no string id gives those).
+_CONFIG_CLASSES: dict[str, type[Metric]] = {
+    **{cls.__name__: cls for cls in _CLASSES},
+    "Mean": Mean,
+    "Sum": Sum,
+    "MeanMetricWrapper": MeanMetricWrapper,
+}
+
+#: The per-sample functions a `MeanMetricWrapper` config may name.
+_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    name: getattr(module, name)
+    for module in (_losses, _accuracy, _correlation)
+    for name in getattr(module, "__all__", ())
+    if name[0].islower() and callable(getattr(module, name))
+}
+
+#: Keras ids kfit does not implement, with what to use instead (none left).
+UNSUPPORTED: dict[str, str] = {}
+
+ACCURACY_IDS = ("accuracy", "acc")
+
+
+def serialize(metric: Any) -> Any:
+    """A metric as plain data: `{'class_name', 'config', 'module'}`, or a function's name.
+
+    Args:
+        metric: a kfit metric object or a per-sample function.
+
+    Returns:
+        A dict (for metric objects) or a string (for functions) that `deserialize` reads.
+
+    Raises:
+        TypeError: for anything else.
+    """
+    if isinstance(metric, Metric):
+        config = dict(metric.get_config())
+        if callable(config.get("fn")):
+            config["fn"] = config["fn"].__name__
+        return {"module": "kfit.metrics", "class_name": type(metric).__name__, "config": config}
+    if callable(metric) and getattr(metric, "__name__", None) in _FUNCTIONS:
+        return metric.__name__
+    raise TypeError(
+        f"Only kfit metric objects and kfit metric functions serialize; got {metric!r}."
+    )
+
+
+def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Any:
+    """Rebuilds a metric from `serialize`'s output (or Keras's `{'class_name', 'config'}`).
+
+    Args:
+        config: a dict with `class_name` and `config`, or a string id or function name.
+        custom_objects: extra classes or functions by name.
+
+    Returns:
+        A new metric object, or a function.
+
+    Raises:
+        ValueError: for an unknown class name or id.
+    """
+    custom_objects = custom_objects or {}
+    if isinstance(config, str):
+        if config in custom_objects:
+            return custom_objects[config]
+        if config in _FUNCTIONS and config not in ALL_OBJECTS_DICT:
+            return _FUNCTIONS[config]
+        return get(config)
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            f"A metric config must be a dict with 'class_name' and 'config'; got {config!r}."
+        )
+    name = config["class_name"]
+    cls = custom_objects.get(name) or _CONFIG_CLASSES.get(name)
+    if cls is None:
+        raise unknown_id_error(
+            "metric class", name, [*_CONFIG_CLASSES, *custom_objects], "kfit.metrics"
+        )
+    arguments = dict(config.get("config") or {})
+    if isinstance(arguments.get("fn"), str):
+        fn = arguments["fn"]
+        arguments["fn"] = custom_objects.get(fn) or _FUNCTIONS[fn]
+    return cls.from_config(arguments)
+
+
+def get(identifier: Any) -> Any:
+    """Resolves a metric identifier to a metric object or function.
+
+    Args:
+        identifier: a string id (`'mae'`, `'AUC'`, ...), a config dict
+            (`{'class_name': 'AUC', 'config': {...}}`), a metric object (kfit's or any
+            `torchmetrics.Metric`), a metric class, or a function `f(y_true, y_pred)`.
+
+    Returns:
+        A new metric object for string ids, configs and classes; the identifier itself
+        otherwise.
+
+    Raises:
+        ValueError: for an unknown string id (naming the closest valid one).
+        TypeError: for anything that is neither a string, a dict nor callable.
+    """
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        if identifier in UNSUPPORTED:
+            raise ValueError(
+                f"Metric {identifier!r} is not built into kfit: {UNSUPPORTED[identifier]}."
+            )
+        if identifier not in ALL_OBJECTS_DICT:
+            raise unknown_id_error(
+                "metric",
+                identifier,
+                [*ALL_OBJECTS_DICT, *ACCURACY_IDS],
+                "kfit.metrics.ALL_OBJECTS_DICT",
+            )
+        cls = ALL_OBJECTS_DICT[identifier]
+        try:
+            return cls()
+        except TypeError as err:  # e.g. IoU needs num_classes: a string id cannot say it
+            raise ValueError(
+                f"Metric {identifier!r} needs arguments ({err}); pass an object "
+                f"instead, e.g. kfit.metrics.{cls.__name__}(...)."
+            ) from err
+    if isinstance(identifier, type) and issubclass(identifier, torchmetrics.Metric):
+        return identifier()
+    if isinstance(identifier, torchmetrics.Metric) or callable(identifier):
+        return identifier
+    raise TypeError(
+        f"A metric must be a string id, a config dict, a metric object or class, or a "
+        f"function f(y_true, y_pred); got {identifier!r} of type {type(identifier).__name__}."
+    )
