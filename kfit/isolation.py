@@ -53,6 +53,7 @@ class RunLock:
             finally:
                 with self._changed:
                     self._waiting -= 1
+                    self._changed.notify_all()
         self._owner, self._depth = me, self._depth + 1
         try:
             yield
