@@ -83,6 +83,9 @@ class _RecordingFile:
     def fileno(self) -> int:
         return self._file.fileno()
 
+    def __getattr__(self, name: str) -> Any:  # seek, tell, ...: as the file has them
+        return getattr(self._file, name)
+
     def _recorded(self, operation: Callable[..., Any], *args: Any) -> Any:
         try:
             return operation(*args)

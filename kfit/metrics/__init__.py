@@ -24,7 +24,6 @@ from kfit.losses import (
     categorical_focal_crossentropy,
     categorical_hinge,
     cosine_distance,
-    hinge,
     huber,
     kl_divergence,
     log_cosh,
@@ -70,7 +69,9 @@ from kfit.metrics.correlation import (
     pearson_correlation,
 )
 from kfit.metrics.fbeta import F1Score, FBetaScore
-from kfit.metrics.hinge import CategoricalHinge, Hinge, SquaredHinge
+
+# `hinge` from here: importing the submodule `kfit.metrics.hinge` binds that name to the module.
+from kfit.metrics.hinge import CategoricalHinge, Hinge, SquaredHinge, hinge
 from kfit.metrics.iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from kfit.metrics.probabilistic import (
     BinaryCrossentropy,
