@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from kfit import data as data_module
-from kfit import distributed, loss_terms
+from kfit import distributed, isolation, loss_terms
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
 from kfit.callbacks.progbar_logger import ProgbarLogger
@@ -47,16 +47,9 @@ def _check_verbose(verbose: Any) -> int:
     return int(verbose)
 
 
-@contextlib.contextmanager
-def _inference(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode without gradients; the previous mode comes back even if the body raises."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
+def _inference(model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Eval mode without gradients; each submodule's mode comes back even if the body raises."""
+    return isolation.exact_modes(model)
 
 
 class _DeferredInterrupt:
@@ -408,7 +401,8 @@ class Trainer(MetricTracking):
             (val, validation_batch_size or batch_size),
         ):
             if isinstance(checked, ArrayData):
-                self._check_first_batch(checked, checked_batch_size)
+                with isolation.run_lock(self).hold():  # no other thread's evaluate meanwhile
+                    self._check_first_batch(checked, checked_batch_size)
         # Under torchrun: this process's part of the data, and a DDP training forward.
         train = distributed.shard_for_training(train, self.device)
         val = distributed.shard_for_evaluation(
@@ -436,7 +430,8 @@ class Trainer(MetricTracking):
         self.history = history
         epoch_logs: dict[str, Any] = {}
         previous_steps = None  # an epoch's length, for the message when a generator runs out
-        with _DeferredInterrupt() as interrupt:
+        # The model's lock: other threads' evaluate/predict run between two steps (isolation).
+        with _DeferredInterrupt() as interrupt, isolation.run_lock(self).training():
             self._interrupt = interrupt
             try:
                 callback_list.on_train_begin()
@@ -529,6 +524,7 @@ class Trainer(MetricTracking):
         call_begin, call_end = callback_list.wants(begin), callback_list.wants(end)
         # Under torchrun: batch logs are this process's own; a stop on one stops all.
         agree_each_step = distributed.agrees_each_step(callback_list, mode)
+        let_others_in = isolation.run_lock(self).let_others_in  # other threads' evaluate/predict
         seen, step_logs = 0, None
         for step, batch in enumerate(batches):
             if call_begin:
@@ -544,6 +540,7 @@ class Trainer(MetricTracking):
                 self.stop_training = distributed.any_process(self.stop_training)
             if mode == "train" and self.stop_training:
                 break
+            let_others_in()
         return seen, step_logs
 
     def _logs_reader(self, step_logs: dict[str, Any] | None) -> Any:
@@ -669,11 +666,23 @@ class Trainer(MetricTracking):
         )
         self._check_targets_of(data)
         try:
-            logs = self._evaluate_data(data, batch_size, steps, callback_list)
+            with self._isolated_evaluation():
+                logs = self._evaluate_data(data, batch_size, steps, callback_list)
         except BaseException as err:  # Ctrl-C included: the progress bar says interrupted
             callback_list.on_exception(err)
             raise
         return self._shape_result(logs, return_dict)
+
+    @contextlib.contextmanager
+    def _isolated_evaluation(self) -> Iterator[None]:
+        """Holds the model's lock; during a `fit`, keeps its training accumulators as they were."""
+        lock = isolation.run_lock(self)
+        with lock.hold():
+            if not lock.fitting:
+                yield  # as in Keras, `model.metrics` then hold the evaluation's values
+                return
+            with isolation.kept_accumulators(self.metrics):
+                yield
 
     def _check_targets_of(self, data: ArrayData | IterableData | None) -> None:
         """Class ids outside the output's classes raise a `ValueError` (see `check_targets`).
@@ -765,7 +774,8 @@ class Trainer(MetricTracking):
             x, None, None, batch_size, verbose, steps, callbacks
         )
         try:
-            outputs = self._predict_data(data, batch_size, steps, callback_list)
+            with isolation.run_lock(self).hold():
+                outputs = self._predict_data(data, batch_size, steps, callback_list)
         except BaseException as err:  # Ctrl-C included: the progress bar says interrupted
             callback_list.on_exception(err)
             raise
@@ -820,11 +830,12 @@ class Trainer(MetricTracking):
         )
         if class_weight is not None:
             data = self._apply_class_weight(data, class_weight)
-        self.reset_metrics()
-        self.train()
-        distributed.prepare_training(self)  # torchrun: gradients averaged across processes
-        step_logs = self.train_step(data_module.as_yielded(self._whole_batch(data)))
-        return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
+        with isolation.run_lock(self).hold():
+            self.reset_metrics()
+            self.train()
+            distributed.prepare_training(self)  # torchrun: gradients averaged across processes
+            step_logs = self.train_step(data_module.as_yielded(self._whole_batch(data)))
+            return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
 
     def test_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
@@ -834,15 +845,16 @@ class Trainer(MetricTracking):
         data = data_module.make_data(
             x, y, sample_weight, self.float_dtype, batch_size=1, shuffle=False
         )
-        self.reset_metrics()
-        with _inference(self):
-            step_logs = self.test_step(data_module.as_yielded(self._whole_batch(data)))
-        return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
+        with self._isolated_evaluation():
+            self.reset_metrics()
+            with _inference(self):
+                step_logs = self.test_step(data_module.as_yielded(self._whole_batch(data)))
+            return self._shape_result(self._logs_reader(step_logs)(), return_dict)  # sync point
 
     def predict_on_batch(self, x: Any) -> Any:
         """The model's outputs for one batch, as numpy."""
         data = data_module.make_data(x, None, None, self.float_dtype, batch_size=1, shuffle=False)
-        with _inference(self):
+        with isolation.run_lock(self).hold(), _inference(self):
             outputs = self.predict_step(self._whole_batch(data))
         check_predictions(outputs)
         return _to_numpy(outputs)

@@ -304,6 +304,12 @@ class Accumulator(Metric):
             incoming_state._fold_host_count()
         super().merge_state(incoming_state)
 
+    @property
+    def metric_state(self) -> dict[str, Any]:
+        """The state as in torchmetrics' `metric_state`, the host-side count folded in first."""
+        self._fold_host_count()
+        return super().metric_state
+
     def compute(self) -> torch.Tensor:
         self._fold_host_count()
         return self.total / self.count
