@@ -12,8 +12,8 @@ tagged dict `{"kfit_object": kind, "config": serialized}`:
   their plain constructor arguments, and torch optimizer classes (`torch.optim.AdamW`) by name.
 
 A setting that holds anything else (a torch optimizer instance, a loss module with a tensor
-argument, a lambda, a metric without a config) cannot be recorded: it is left out, its name listed under `"unrecorded"`,
-and `save` warns once, naming it. `load` compiles an uncompiled model only when the loss and
+argument, a lambda, a metric without a config) cannot be recorded: it is left out, its name
+listed under `"unrecorded"`, and `save` warns once, naming it. `load` compiles an uncompiled model only when the loss and
 the optimizer were recorded.
 """
 
