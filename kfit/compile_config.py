@@ -13,8 +13,8 @@ tagged dict `{"kfit_object": kind, "config": serialized}`:
 
 A setting that holds anything else (a torch optimizer instance, a loss module with a tensor
 argument, a lambda, a metric without a config) cannot be recorded: it is left out, its name
-listed under `"unrecorded"`, and `save` warns once, naming it. `load` compiles an uncompiled model only when the loss and
-the optimizer were recorded.
+listed under `"unrecorded"`, and `save` warns once, naming it. `load` compiles an uncompiled
+model only when the loss and the optimizer were recorded.
 """
 
 from __future__ import annotations
