@@ -286,10 +286,19 @@ class _SavedState:
         self.model, self.optimizer, self.rng, self.modes = model, optimizer, rng, modes
         self.weights = copy.deepcopy(model.state_dict())
         self.optimizer_state = copy.deepcopy(optimizer.state_dict())  # lr of each group included
+        # A learning-rate schedule would overwrite the swept rate at every step: it is set
+        # aside for the test (None is "no schedule" to the update) and put back afterwards.
+        self.had_schedule = hasattr(optimizer, "kfit_lr_schedule")
+        self.schedule = getattr(optimizer, "kfit_lr_schedule", None)
+        optimizer.kfit_lr_schedule = None  # type: ignore[attr-defined]
 
     def restore(self) -> None:
         self.model.load_state_dict(self.weights)
         self.optimizer.load_state_dict(self.optimizer_state)
+        if self.had_schedule:
+            self.optimizer.kfit_lr_schedule = self.schedule  # type: ignore[attr-defined]
+        else:
+            del self.optimizer.kfit_lr_schedule  # type: ignore[attr-defined]
         for module, training in self.modes:
             module.training = training
         saving.set_rng_state(self.rng)

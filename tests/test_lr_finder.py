@@ -552,3 +552,17 @@ def test_lr_find_on_lazy_modules_builds_them_and_restores_the_rest():
     model.lr_find(x, y, num_steps=10, plot=False, verbose=0)
     _assert_same_tree(model.state_dict(), weights)
     _assert_same_tree(model.optimizer.state_dict(), optimizer_state)
+
+
+def test_a_scheduled_optimizer_sweeps_the_rates_and_keeps_its_schedule():
+    """The schedule would overwrite the swept rate at each step (a flat, useless curve)."""
+    x, y = _problem()
+    plain = _mlp("adam").lr_find(x, y, verbose=0)
+    schedule = kfit.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.5)
+    model = _mlp(kfit.optimizers.Adam(learning_rate=schedule))
+    scheduled = model.lr_find(x, y, verbose=0)
+    assert scheduled.raw_losses == pytest.approx(plain.raw_losses)
+    assert scheduled.suggested_lr == plain.suggested_lr
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # 8 updates: the schedule still runs
+    assert model.optimizer.learning_rate == pytest.approx(schedule(8))
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(schedule(7))
