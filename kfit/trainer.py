@@ -669,11 +669,31 @@ class Trainer(MetricTracking):
         )
         self._check_targets_of(data)
         try:
-            logs = self._evaluate_data(data, batch_size, steps, callback_list)
+            with self._training_metrics_kept():
+                logs = self._evaluate_data(data, batch_size, steps, callback_list)
         except BaseException as err:  # Ctrl-C included: the progress bar says interrupted
             callback_list.on_exception(err)
             raise
         return self._shape_result(logs, return_dict)
+
+    @contextlib.contextmanager
+    def _training_metrics_kept(self) -> Iterator[None]:
+        """During `fit` (an `evaluate` from a callback), puts the epoch's accumulators back.
+
+        `evaluate` resets and refills the same accumulators that training fills; called from
+        `on_train_batch_end`, it would replace the epoch's running loss and metrics. Resetting
+        gives every state new tensors, so keeping each metric's attributes (states, counts,
+        cached result) and setting them back afterwards restores them exactly.
+        """
+        if getattr(self, "_interrupt", None) is None:  # set only while `fit` runs
+            yield
+            return
+        kept = [(metric, dict(vars(metric))) for metric in self.metrics]
+        try:
+            yield
+        finally:
+            for metric, attributes in kept:
+                vars(metric).update(attributes)
 
     def _check_targets_of(self, data: ArrayData | IterableData | None) -> None:
         """Class ids outside the output's classes raise a `ValueError` (see `check_targets`).
