@@ -148,6 +148,11 @@ class LRFinderResult:
             for i in range(skip_begin, max(len(self.losses) - skip_end, skip_begin))
             if math.isfinite(self.losses[i]) and self.lrs[i] > 0
         ]
+        if self.raw_losses and not math.isfinite(self.raw_losses[0]):
+            return None, (
+                f"the loss of the first step (lr {self.lrs[0]:.3g}) is "
+                f"{self.raw_losses[0]}: check the data and the model for NaN or inf"
+            )
         if len(index) < _MIN_POINTS:
             return None, f"too few steps to read a curve from ({len(index)} usable)"
         losses = np.array([self.losses[i] for i in index])

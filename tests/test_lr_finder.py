@@ -566,3 +566,13 @@ def test_a_scheduled_optimizer_sweeps_the_rates_and_keeps_its_schedule():
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # 8 updates: the schedule still runs
     assert model.optimizer.learning_rate == pytest.approx(schedule(8))
     assert model.optimizer.param_groups[0]["lr"] == pytest.approx(schedule(7))
+
+
+def test_a_non_finite_first_loss_is_named_as_such():
+    """NaN in the data: not "too few steps", which sends the user to num_steps."""
+    x, y = _problem()
+    x[3, 2] = np.nan
+    with pytest.warns(UserWarning, match=r"first step .* is nan: check the data"):
+        result = _mlp("sgd").lr_find(x, y, batch_size=len(x), verbose=0)
+    assert result.suggested_lr is None
+    assert "NaN or inf" in result.reason
