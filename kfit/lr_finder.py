@@ -148,6 +148,11 @@ class LRFinderResult:
             for i in range(skip_begin, max(len(self.losses) - skip_end, skip_begin))
             if math.isfinite(self.losses[i]) and self.lrs[i] > 0
         ]
+        if self.raw_losses and not math.isfinite(self.raw_losses[0]):
+            return None, (
+                f"the loss of the first step (lr {self.lrs[0]:.3g}) is "
+                f"{self.raw_losses[0]}: check the data and the model for NaN or inf"
+            )
         if len(index) < _MIN_POINTS:
             return None, f"too few steps to read a curve from ({len(index)} usable)"
         losses = np.array([self.losses[i] for i in index])
@@ -286,10 +291,19 @@ class _SavedState:
         self.model, self.optimizer, self.rng, self.modes = model, optimizer, rng, modes
         self.weights = copy.deepcopy(model.state_dict())
         self.optimizer_state = copy.deepcopy(optimizer.state_dict())  # lr of each group included
+        # A learning-rate schedule would overwrite the swept rate at every step: it is set
+        # aside for the test (None is "no schedule" to the update) and put back afterwards.
+        self.had_schedule = hasattr(optimizer, "kfit_lr_schedule")
+        self.schedule = getattr(optimizer, "kfit_lr_schedule", None)
+        optimizer.kfit_lr_schedule = None  # type: ignore[attr-defined]
 
     def restore(self) -> None:
         self.model.load_state_dict(self.weights)
         self.optimizer.load_state_dict(self.optimizer_state)
+        if self.had_schedule:
+            self.optimizer.kfit_lr_schedule = self.schedule  # type: ignore[attr-defined]
+        else:
+            del self.optimizer.kfit_lr_schedule  # type: ignore[attr-defined]
         for module, training in self.modes:
             module.training = training
         saving.set_rng_state(self.rng)

@@ -552,3 +552,27 @@ def test_lr_find_on_lazy_modules_builds_them_and_restores_the_rest():
     model.lr_find(x, y, num_steps=10, plot=False, verbose=0)
     _assert_same_tree(model.state_dict(), weights)
     _assert_same_tree(model.optimizer.state_dict(), optimizer_state)
+
+
+def test_a_scheduled_optimizer_sweeps_the_rates_and_keeps_its_schedule():
+    """The schedule would overwrite the swept rate at each step (a flat, useless curve)."""
+    x, y = _problem()
+    plain = _mlp("adam").lr_find(x, y, verbose=0)
+    schedule = kfit.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.5)
+    model = _mlp(kfit.optimizers.Adam(learning_rate=schedule))
+    scheduled = model.lr_find(x, y, verbose=0)
+    assert scheduled.raw_losses == pytest.approx(plain.raw_losses)
+    assert scheduled.suggested_lr == plain.suggested_lr
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # 8 updates: the schedule still runs
+    assert model.optimizer.learning_rate == pytest.approx(schedule(8))
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(schedule(7))
+
+
+def test_a_non_finite_first_loss_is_named_as_such():
+    """NaN in the data: not "too few steps", which sends the user to num_steps."""
+    x, y = _problem()
+    x[3, 2] = np.nan
+    with pytest.warns(UserWarning, match=r"first step .* is nan: check the data"):
+        result = _mlp("sgd").lr_find(x, y, batch_size=len(x), verbose=0)
+    assert result.suggested_lr is None
+    assert "NaN or inf" in result.reason
