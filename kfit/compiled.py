@@ -51,7 +51,7 @@ _BINARY_CROSSENTROPIES = (
 _NARROW_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32)
 
 # Probabilistic losses: what their predictions must look like, and the class to suggest.
-_PROBABILISTIC = {
+PROBABILISTIC_LOSSES = {
     losses_module.binary_crossentropy: ("binary", "BinaryCrossentropy"),
     losses_module.binary_focal_crossentropy: ("binary", "BinaryFocalCrossentropy"),
     losses_module.categorical_crossentropy: ("categorical", "CategoricalCrossentropy"),
@@ -205,7 +205,7 @@ class OutputLoss:
 
     def _warn_if_logits(self, y_pred: torch.Tensor) -> None:
         fn = getattr(self.fn, "fn", self.fn)
-        kind, class_name = _PROBABILISTIC.get(fn, (None, None))
+        kind, class_name = PROBABILISTIC_LOSSES.get(fn, (None, None))
         options = getattr(self.fn, "fn_kwargs", {})
         if kind is None or options.get("from_logits"):
             return
@@ -421,7 +421,7 @@ class CompiledLoss:
         ):
             return None
         batch_mean = losses_module._BATCH_MEANS.get(fn.fn)
-        if batch_mean is None or (fn.fn in _PROBABILISTIC and not fn.from_logits):
+        if batch_mean is None or (fn.fn in PROBABILISTIC_LOSSES and not fn.from_logits):
             return None  # no fused form (cross-entropies have one from logits only)
         return functools.partial(batch_mean, **fn.fn_kwargs) if fn.fn_kwargs else batch_mean
 

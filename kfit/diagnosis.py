@@ -44,7 +44,7 @@ from kfit import losses as losses_module
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.early_stopping import EarlyStopping
 from kfit.callbacks.terminate_on_nan import TerminateOnNaN
-from kfit.compiled import _PROBABILISTIC
+from kfit.compiled import PROBABILISTIC_LOSSES
 
 RISING_EPOCHS = 3
 RISE_FRACTION = 0.10
@@ -108,7 +108,7 @@ def _logits_hint(compiled_loss: Any) -> str | None:
     for _, output_loss, _ in getattr(compiled_loss, "terms", []):
         fn = output_loss.fn
         if isinstance(fn, losses_module.LossFunctionWrapper):
-            _, class_name = _PROBABILISTIC.get(fn.fn, (None, None))
+            _, class_name = PROBABILISTIC_LOSSES.get(fn.fn, (None, None))
             if class_name is not None and not fn.from_logits:
                 return f"kfit.losses.{class_name}(from_logits=True)"
         if isinstance(fn, nn.BCELoss):
