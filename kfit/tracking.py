@@ -136,16 +136,16 @@ class MetricTracking:
         model's own metric attributes that were updated since the last reset.
         """
         values = {}
-        if self._loss_tracker._update_count:  # a custom step may log other values only
+        if self._loss_tracker.update_count:  # a custom step may log other values only
             values["loss"] = self._loss_tracker.compute()
         if self._compiled_loss is not None:
             values.update(self._compiled_loss.results())
         for key, tracker in self._loss_terms.trackers.items():
-            if tracker._update_count:  # a term can be missing from validation steps
+            if tracker.update_count:  # a term can be missing from validation steps
                 values[key] = tracker.compute()
         values.update(self._compiled_metrics.results())
         for name, metric in self._attribute_metrics(self._built_in_metrics()):
-            if metric._update_count:
+            if metric.update_count:
                 values[name] = metric.compute()
         return values
 
