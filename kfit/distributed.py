@@ -370,7 +370,7 @@ def _default_sampling(loader: DataLoader) -> bool:
             or (
                 type(sampler) is RandomSampler
                 and not sampler.replacement
-                and sampler._num_samples is None
+                and sampler.num_samples == len(sampler.data_source)  # every sample once
             )
         )
     )
