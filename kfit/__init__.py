@@ -31,7 +31,7 @@ from kfit import (
     summary,
     utils,
 )
-from kfit.history import History
+from kfit.callbacks.history import History
 from kfit.loss_terms import add_loss
 from kfit.model import Model, Sequential
 

@@ -20,10 +20,10 @@ from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
 from kfit.callbacks import state as callback_state
 from kfit.callbacks.callback import Callback
+from kfit.callbacks.history import History
 from kfit.callbacks.torch_scheduler import TorchScheduler
 from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
 from kfit.diagnosis import Diagnostic
-from kfit.history import History
 from kfit.jit import Jit
 from kfit.loss_terms import LossTerms
 from kfit.precision import Precision

@@ -23,11 +23,11 @@ from kfit import data as data_module
 from kfit import distributed, isolation, loss_terms
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
+from kfit.callbacks.history import History
 from kfit.callbacks.progbar_logger import ProgbarLogger
 from kfit.callbacks.torch_scheduler import as_callback
 from kfit.data import ArrayData, IterableData, batch_size_of
 from kfit.diagnosis import TrainingDiagnosis
-from kfit.history import History
 from kfit.outputs import check_predictions
 from kfit.tracking import MetricTracking, read_values, to_float32
 

@@ -5,6 +5,7 @@ from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList
 from kfit.callbacks.csv_logger import CSVLogger
 from kfit.callbacks.early_stopping import EarlyStopping
+from kfit.callbacks.history import History
 from kfit.callbacks.lambda_callback import LambdaCallback
 from kfit.callbacks.learning_rate_scheduler import LearningRateScheduler
 from kfit.callbacks.live_plot import LivePlot
@@ -15,7 +16,6 @@ from kfit.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from kfit.callbacks.tensorboard import TensorBoard
 from kfit.callbacks.terminate_on_nan import TerminateOnNaN
 from kfit.callbacks.torch_scheduler import TorchScheduler, as_callback
-from kfit.history import History
 
 __all__ = [
     "BackupAndRestore",

@@ -14,8 +14,8 @@ from torch.nn.parameter import is_lazy
 
 from kfit import distributed
 from kfit.callbacks.callback import Callback
+from kfit.callbacks.history import History
 from kfit.callbacks.monitor import BatchCountdown, check_save_freq
-from kfit.history import History
 
 # What an unreadable backup raises: a truncated or corrupt file (OSError, EOFError,
 # RuntimeError from torch's zip reader) or a file that is not a kfit training state.

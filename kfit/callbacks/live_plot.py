@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kfit.callbacks.callback import Callback
-from kfit.history import History
+from kfit.callbacks.history import History
 from kfit.progress import in_ipython_kernel
 from kfit.saving import atomic_write
 

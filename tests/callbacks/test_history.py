@@ -11,7 +11,7 @@ import pytest
 from torch import nn
 
 import kfit
-from kfit.history import History
+from kfit.callbacks.history import History
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
