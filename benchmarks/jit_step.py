@@ -34,7 +34,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch._dynamo  # noqa: F401 - imported before the clock, as kfit jit and compile need it
 
@@ -48,36 +47,6 @@ WORKLOADS = ("small", "mnist", "cnn", "lstm")
 CONTENDERS = ("loop", "loop compiled", "kfit", "kfit jit")
 # Samples kept per workload (the CNN and the LSTM are cut to keep a CPU run short).
 MAX_SAMPLES = {"small": None, "mnist": None, "cnn": 2560, "lstm": 2560}
-
-
-def setup_loop_compiled(w: peers.Workload, device: str, x: np.ndarray, y: np.ndarray, epochs: int):
-    """`peers.setup_fast`'s loop around `torch.compile(model)`."""
-    model = peers.fresh_model(w).to(device)
-    compiled = torch.compile(model)
-    optimizer = peers._rmsprop(model)
-    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-    loss_fn, n, batch_size = peers._loss_fn(w), len(x), w.batch_size
-
-    def fit() -> None:
-        for _ in range(epochs):
-            model.train()
-            order = torch.randperm(n, device=device)
-            loss_sum = torch.zeros((), device=device)
-            metric_sum = torch.zeros((), device=device)
-            for begin in range(0, n, batch_size):
-                index = order[begin : begin + batch_size]
-                xb, yb = xt[index], yt[index]
-                pred = compiled(xb)
-                loss = loss_fn(pred, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    loss_sum.add_(loss.detach(), alpha=len(index))
-                    metric_sum.add_(peers._metric_sum(w, pred, yb))
-            (loss_sum / n).item(), (metric_sum / n).item()
-
-    return fit, None
 
 
 def setup_kfit(w: peers.Workload, device: str, x, y, epochs: int, jit_compile: Any = False):
@@ -113,7 +82,7 @@ def run_workload(
     w.x, w.y = x, y
     setups = {
         "loop": lambda: peers.setup_fast(w, device, x, y, w.epochs),
-        "loop compiled": lambda: setup_loop_compiled(w, device, x, y, w.epochs),
+        "loop compiled": lambda: peers.setup_fast(w, device, x, y, w.epochs, compile_model=True),
         "kfit": lambda: setup_kfit(w, device, x, y, w.epochs),
         "kfit jit": lambda: setup_kfit(w, device, x, y, w.epochs, mode or True),
     }

@@ -344,8 +344,17 @@ def _torch_predict(module: nn.Module) -> Callable[[np.ndarray], torch.Tensor]:
 Setup = tuple[Callable[[], Any], Callable[[np.ndarray], torch.Tensor]]
 
 
-def setup_fast(w: Workload, device: str, x: np.ndarray, y: np.ndarray, epochs: int) -> Setup:
+def setup_fast(
+    w: Workload,
+    device: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    epochs: int,
+    compile_model: bool = False,
+) -> Setup:
+    """The hand-written loop; `compile_model=True` runs it around `torch.compile(model)`."""
     model = fresh_model(w).to(device)
+    forward = torch.compile(model) if compile_model else model
     optimizer = _rmsprop(model)
     xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     loss_fn, n, batch_size = _loss_fn(w), len(x), w.batch_size
@@ -359,7 +368,7 @@ def setup_fast(w: Workload, device: str, x: np.ndarray, y: np.ndarray, epochs: i
             for begin in range(0, n, batch_size):
                 index = order[begin : begin + batch_size]
                 xb, yb = xt[index], yt[index]
-                pred = model(xb)
+                pred = forward(xb)
                 loss = loss_fn(pred, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
