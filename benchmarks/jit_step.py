@@ -9,7 +9,7 @@ and metric summed on the device, one read per epoch):
   the optimizer eager), the usual way to compile a hand-written loop;
 - `kfit`: `fit()` eagerly;
 - `kfit jit`: `fit()` with `compile(jit_compile=True)` (or `"reduce-overhead"` with `--mode`),
-  the whole training step compiled (`kfit.jit`).
+  the whole training step compiled (`kfit.training.jit`).
 
 Every library and `torch._dynamo` are imported before any clock starts. Each contender is set
 up once and fitted once untimed (the warm-up, which compiles: its extra time over a timed fit

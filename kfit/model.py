@@ -14,20 +14,24 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from kfit import compile_config, distributed, loss_terms, lr_finder, saving
-from kfit import jit as jit_module
+from kfit import distributed, saving
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
 from kfit.callbacks import state as callback_state
 from kfit.callbacks.callback import Callback
+from kfit.callbacks.diagnosis import Diagnostic
 from kfit.callbacks.history import History
 from kfit.callbacks.torch_scheduler import TorchScheduler
-from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
-from kfit.diagnosis import Diagnostic
-from kfit.jit import Jit
-from kfit.loss_terms import LossTerms
-from kfit.precision import Precision
-from kfit.trainer import Trainer
+from kfit.compiled import config as compile_config
+from kfit.compiled import loss_terms
+from kfit.compiled.loss import CompiledLoss, LossTracker
+from kfit.compiled.loss_terms import LossTerms
+from kfit.compiled.metrics import CompiledMetrics
+from kfit.training import jit as jit_module
+from kfit.training import lr_finder
+from kfit.training.jit import Jit
+from kfit.training.precision import Precision
+from kfit.training.trainer import Trainer
 
 
 def _scheduler_callback(lr_scheduler: Any) -> Any:
@@ -127,7 +131,7 @@ class Model(Trainer, nn.Module):
         self._channels_last = False
         self._compiled_loss: CompiledLoss | None = None
         self._device: torch.device | None = None
-        self.__dict__["_jit"] = None  # compile(jit_compile=True): a kfit.jit.Jit
+        self.__dict__["_jit"] = None  # compile(jit_compile=True): a kfit.training.jit.Jit
         self.stop_training = False
         self.history: Any = None
         #: Epochs trained so far (restored by `load`; `fit(initial_epoch=...)` resumes there).
@@ -223,7 +227,7 @@ class Model(Trainer, nn.Module):
                 backward pass, clipping, accumulation, optimizer update) with `torch.compile`;
                 `"reduce-overhead"` also captures it in CUDA graphs on a GPU. Where the step
                 cannot be compiled whole, warns once and compiles the forward pass and loss;
-                where compilation fails, warns and runs eagerly. See `kfit.jit`.
+                where compilation fails, warns and runs eagerly. See `kfit.training.jit`.
             device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
                 then CPU.
             lr_scheduler: a `torch.optim.lr_scheduler` scheduler, a function
@@ -233,7 +237,7 @@ class Model(Trainer, nn.Module):
             precision: `'32'` (default), `'bf16-mixed'` or `'16-mixed'`: run the forward pass
                 and the loss under `torch.autocast` in that dtype (weights, optimizer and
                 metrics stay float32); `'16-mixed'` adds a gradient scaler. See
-                `kfit.precision`.
+                `kfit.training.precision`.
             channels_last: keep the weights and the 4-d inputs in the channels-last memory
                 layout, which speeds up convolutions on recent GPUs (and with bf16 on CPUs).
 
@@ -493,7 +497,7 @@ class Model(Trainer, nn.Module):
 
         The file holds the weights, the optimizer state, the compile settings (ids, and the
         configs of kfit loss, optimizer, schedule and metric objects; see
-        `kfit.compile_config`), the epochs completed, History and the random-generator states.
+        `kfit.compiled.config`), the epochs completed, History and the random-generator states.
         No classes are pickled: `load` restores the state into a model built from code.
         Settings holding objects without a config (a torch optimizer, a lambda) are left out,
         with a warning.
@@ -630,11 +634,11 @@ class Model(Trainer, nn.Module):
     ) -> lr_finder.LRFinderResult:
         """The learning-rate range test; weights and optimizer state are restored afterwards.
 
-        See `kfit.lr_finder.lr_find` for the arguments. Not in Keras.
+        See `kfit.training.lr_finder.lr_find` for the arguments. Not in Keras.
 
         Returns:
-            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr` (or `reason`),
-                `plot()`.
+            A `kfit.training.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr`
+                (or `reason`), `plot()`.
         """
         return lr_finder.lr_find(
             self,

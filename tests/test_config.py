@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 import kfit
-from kfit import compile_config
 from kfit import losses as kl
 from kfit import optimizers as ko
 from kfit import schedules as ks
+from kfit.compiled import config as compile_config
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 

@@ -1,4 +1,4 @@
-"""`compile(jit_compile=True)` (`kfit.jit`): the compiled graphs, fallbacks and references.
+"""`compile(jit_compile=True)` (`kfit.training.jit`): the compiled graphs, fallbacks and references.
 
 The whole training step's equivalence with eager is in `test_jit_whole_step.py`.
 """
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import kfit
-import kfit.jit
+import kfit.training.jit
 
 
 def _regression(n: int = 40):
@@ -45,8 +45,8 @@ def graphs(monkeypatch):
     def recording_compile(fn, mode=None, **options):
         return real_compile(fn, backend=recording_backend, **options)
 
-    monkeypatch.setattr(kfit.jit, "_compiled", {})
-    monkeypatch.setattr(kfit.jit, "_compiled_steps", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled_steps", {})
     monkeypatch.setattr(torch, "compile", recording_compile)
     torch._dynamo.reset()
     yield recorded
@@ -121,8 +121,8 @@ def test_a_failing_compiler_warns_once_and_the_model_trains_eagerly(monkeypatch)
         raise RuntimeError("no C++ compiler here")
 
     real_compile = torch.compile
-    monkeypatch.setattr(kfit.jit, "_compiled", {})
-    monkeypatch.setattr(kfit.jit, "_compiled_steps", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled_steps", {})
     monkeypatch.setattr(
         torch,
         "compile",
@@ -167,7 +167,7 @@ def test_torch_compile_unavailable_warns_at_compile_and_runs_eagerly(monkeypatch
     def unavailable(*args, **kwargs):
         raise RuntimeError("torch.compile is not supported on this Python")
 
-    monkeypatch.setattr(kfit.jit, "_compiled", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled", {})
     monkeypatch.setattr(torch, "compile", unavailable)
     model = kfit.Model(nn.Linear(3, 1))
     with pytest.warns(UserWarning, match="torch.compile is unavailable"):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import kfit
-import kfit.jit
+import kfit.training.jit
 
 
 def _regression(n: int = 70, features: int = 3):
@@ -54,8 +54,8 @@ def graphs(monkeypatch):
     def compile_with_backend(fn, mode=None, **options):
         return real_compile(fn, backend=counting_backend, **options)
 
-    monkeypatch.setattr(kfit.jit, "_compiled", {})
-    monkeypatch.setattr(kfit.jit, "_compiled_steps", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled_steps", {})
     monkeypatch.setattr(torch, "compile", compile_with_backend)
     torch._dynamo.reset()
     yield recorded

@@ -20,16 +20,18 @@ import numpy as np
 import torch
 
 from kfit import data as data_module
-from kfit import distributed, isolation, loss_terms
+from kfit import distributed
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
+from kfit.callbacks.diagnosis import TrainingDiagnosis
 from kfit.callbacks.history import History
 from kfit.callbacks.progbar_logger import ProgbarLogger
 from kfit.callbacks.torch_scheduler import as_callback
+from kfit.compiled import loss_terms
+from kfit.compiled.outputs import check_predictions
 from kfit.data import ArrayData, IterableData, batch_size_of
-from kfit.diagnosis import TrainingDiagnosis
-from kfit.outputs import check_predictions
-from kfit.tracking import MetricTracking, read_values, to_float32
+from kfit.training import isolation
+from kfit.training.tracking import MetricTracking, read_values, to_float32
 
 
 def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
@@ -111,7 +113,7 @@ class Trainer(MetricTracking):
         """
         x, y, sample_weight = data_module.unpack(data)
         if self._jit is not None and self._jit.train_step(self, x, y, sample_weight):
-            return None  # `jit_compile`: the whole step compiled (kfit.jit)
+            return None  # `jit_compile`: the whole step compiled (kfit.training.jit)
         with self._precision.autocast():  # mixed precision, if compiled with it
             y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.apply_gradients(loss)
@@ -145,9 +147,10 @@ class Trainer(MetricTracking):
     def call_forward(self, x: Any) -> Any:
         """Calls the model: a tuple/list `x` positionally, a dict by keyword.
 
-        With `compile(jit_compile=True)` the call goes through `torch.compile` (`kfit.jit`).
+        With `compile(jit_compile=True)` the call goes through `torch.compile`
+        (`kfit.training.jit`).
         """
-        if torch.compiler.is_compiling():  # inside kfit.jit: the call below collects
+        if torch.compiler.is_compiling():  # inside kfit.training.jit: the call below collects
             return self._call_forward(x)
         stack = loss_terms.running_stack()  # `kfit.add_loss` from submodules adds here
         stack.append(self._loss_terms)
@@ -332,7 +335,7 @@ class Trainer(MetricTracking):
             validation_freq: validate every `k` epochs, or at the listed (1-based) epochs.
             diagnose: at `verbose >= 1`, print a short note under the epoch line when the
                 loss rises, turns NaN, flattens from the start or over-fits (see
-                `kfit.diagnosis`); notes are kept in `History.diagnostics`. Not in Keras.
+                `kfit.callbacks.diagnosis`); notes are kept in `History.diagnostics`. Not in Keras.
 
         Returns:
             A `History`, also kept as `model.history`.

@@ -44,7 +44,7 @@ from kfit import losses as losses_module
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.early_stopping import EarlyStopping
 from kfit.callbacks.terminate_on_nan import TerminateOnNaN
-from kfit.compiled import PROBABILISTIC_LOSSES
+from kfit.compiled.loss import PROBABILISTIC_LOSSES
 
 RISING_EPOCHS = 3
 RISE_FRACTION = 0.10

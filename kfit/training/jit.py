@@ -55,9 +55,9 @@ from typing import Any
 import torch
 
 from kfit import data as data_module
-from kfit import loss_terms
+from kfit.compiled import loss_terms
 from kfit.optimizers import KerasAttributes
-from kfit.trainer import Trainer
+from kfit.training.trainer import Trainer
 
 
 def _forward_and_loss(model: Any, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any]:
