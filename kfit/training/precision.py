@@ -82,3 +82,7 @@ def _normalise(precision: Any) -> str:
             "precision", precision, list(PRECISIONS), "kfit.training.precision.PRECISIONS"
         )
     raise ValueError(f"`precision` must be one of {list(PRECISIONS)}; got {precision!r}.")
+
+
+#: The precision of a model that was never compiled (`predict` works without `compile`).
+UNCOMPILED = Precision("32", torch.device("cpu"))
