@@ -6,7 +6,7 @@ import itertools
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -185,7 +185,8 @@ class Model(Trainer, nn.Module):
         # Everything is valid: only now change the model.
         self.to(state.device)
         if channels_last:
-            self.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format; torch's type stubs leave it out.
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if state.scheduler_callback is not None:
             state.scheduler_callback.holds_model_weakly = True  # the model keeps it
         self.compile_state = state
@@ -313,7 +314,7 @@ class Model(Trainer, nn.Module):
         if distributed.is_rank_zero():  # torchrun: one process writes (see `load_weights`)
             state = self.state_dict()
             if state and all(key.startswith("module.") for key in state):
-                state = self._modules["module"].state_dict()
+                state = cast(nn.Module, self._modules["module"]).state_dict()
             saving.save_tensors(state, filepath)
 
     def load_weights(self, filepath: str | os.PathLike, skip_mismatch: bool = False) -> None:
@@ -575,18 +576,19 @@ class Sequential(Model):
     """
 
     def __init__(self, *layers: nn.Module | list[nn.Module]):
-        if len(layers) == 1 and isinstance(layers[0], list | tuple):
-            layers = tuple(layers[0])
-        for layer in layers:
+        modules = (
+            list(layers[0]) if len(layers) == 1 and isinstance(layers[0], list | tuple) else layers
+        )
+        for layer in modules:
             if not isinstance(layer, nn.Module):
                 raise TypeError(
                     f"Sequential layers must be torch.nn.Module objects; got "
                     f"{layer!r} of type {type(layer).__name__}."
                 )
-        super().__init__(nn.Sequential(*layers))
+        super().__init__(nn.Sequential(*modules))
 
     def add(self, layer: nn.Module) -> None:
         """Appends a layer, as Keras's `Sequential.add` does."""
         if not isinstance(layer, nn.Module):
             raise TypeError(f"`layer` must be a torch.nn.Module; got {type(layer).__name__}.")
-        self.module.append(layer)
+        cast(nn.Sequential, self.module).append(layer)

@@ -49,8 +49,8 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 import torch
 
@@ -194,7 +194,8 @@ class Jit:
                     param.grad = torch.zeros_like(param)
         rates = [group["lr"] for group in state.groups]
         if phase in (_ONLY, _FINISH) and getattr(optimizer, "kfit_lr_schedule", None):
-            rate = optimizer.learning_rate  # the schedule's rate at `iteration` (host only)
+            # The schedule's rate at `iteration` (host only).
+            rate = cast(KerasAttributes, optimizer).learning_rate
             for group in state.groups:
                 group["lr"] = rate
         state.set_rates()
@@ -448,7 +449,7 @@ class _StepState:
                 self.rates[index] = rate
                 self.rate_tensors[index].fill_(rate)  # a device write, no host read
 
-    def apply(self, grads: list[torch.Tensor | None]) -> None:
+    def apply(self, grads: Sequence[torch.Tensor | None]) -> None:
         """Keras's clipping and decay, then the optimizer's update (inside the graph).
 
         The clipping mirrors `kfit.optimizers.Optimizer.before_step`, on the gradients the
@@ -466,7 +467,9 @@ class _StepState:
             if not used:
                 continue
             params = [self.params[i] for i in used]
-            group_grads = [grads[i] for i in used]
+            group_grads: list[torch.Tensor] | tuple[torch.Tensor, ...] = [
+                grad for i in used if (grad := grads[i]) is not None
+            ]
             if self.clipvalue is not None:
                 group_grads = [g.clamp(-self.clipvalue, self.clipvalue) for g in group_grads]
             elif self.clipnorm is not None:
@@ -479,6 +482,7 @@ class _StepState:
                 group_grads = torch._foreach_mul(group_grads, scale)
             if self.weight_decay:
                 torch._foreach_mul_(params, 1.0 - self.weight_decay * rate)
+            assert self.update is not None  # a step without a functional update is not compiled
             self.update(params, group_grads, [self.states[i] for i in used], group, rate)
 
     def swap_trackers(self, model: Any, recording: bool) -> None:

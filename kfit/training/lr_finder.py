@@ -262,7 +262,7 @@ def _check_arguments(
             raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
     if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real):
         raise ValueError(f"`smoothing` must be a number in [0, 1); got {smoothing!r}.")
-    if not 0 <= smoothing < 1:
+    if not 0 <= float(smoothing) < 1:
         raise ValueError(f"`smoothing` must be in [0, 1); got {smoothing!r}.")
     if diverge_threshold is not None:
         threshold = _check_positive("diverge_threshold", diverge_threshold)

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from kfit.compiled.loss_terms import LossTerms
     from kfit.training.state import CompileState
 
+    # For the type checker: these mixins are only ever mixed into `kfit.Model`, an nn.Module.
+    _ModuleBase = torch.nn.Module
+else:
+    _ModuleBase = object
+
 
 def read_values(values: dict[str, Any]) -> dict[str, Any]:
     """Reads device values to Python floats with one transfer. Sync point.
@@ -52,7 +57,7 @@ def to_float32(tensor: Any) -> Any:
     return tensor
 
 
-class MetricTracking:
+class MetricTracking(_ModuleBase):
     """The loss and metric accumulators of `kfit.Model` (see the module docstring)."""
 
     #: What `compile` decided (`kfit.training.state.CompileState`); None before `compile`.
@@ -131,7 +136,7 @@ class MetricTracking:
         updates them, and its `result()` is a dict that the logs flatten.
         """
         built_in = self._built_in_metrics()
-        found = built_in + [metric for _, metric in self._attribute_metrics(built_in)]
+        found: list[Any] = built_in + [m for _, m in self._attribute_metrics(built_in)]
         state = self.compile_state
         if state is not None and not state.metrics.built:
             found.insert(1, CompiledMetricsContainer(self))

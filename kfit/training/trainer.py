@@ -14,7 +14,7 @@ import itertools
 import signal
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -95,6 +95,27 @@ def _to_numpy(tree: Any) -> Any:
 class Trainer(MetricTracking):
     """`fit` / `evaluate` / `predict` for `kfit.Model` (see there for `compile`)."""
 
+    # Set by `kfit.Model.__init__` (declared here for the type checker).
+    optimizer: torch.optim.Optimizer | None
+    stop_training: bool
+    history: Any
+    epochs_completed: int
+    _initial_epoch: int | None
+    _interrupt: _DeferredInterrupt | None
+    _ending_with_error: bool
+    #: `Model.forward` as kfit defines it (a subclass that overrides it is called itself).
+    _plain_forward: Any
+
+    if TYPE_CHECKING:
+
+        @property
+        def device(self) -> torch.device: ...
+
+        @property
+        def float_dtype(self) -> torch.dtype: ...
+
+        def _optimizer_for_step(self) -> torch.optim.Optimizer: ...
+
     # ------------------------------------------------------------------ steps
 
     def train_step(self, data: Any) -> dict[str, Any] | None:
@@ -172,7 +193,7 @@ class Trainer(MetricTracking):
             state is not None and state.channels_last
         ):  # 4-d inputs in the layout the model's weights use
             x = data_module.map_tree(_to_channels_last, x)
-        model = self
+        model: Any = self
         ddp_forward = self.__dict__.get("_ddp_forward")
         if ddp_forward is not None and self.training:  # torchrun: gradients averaged (DDP)
             model = ddp_forward
@@ -194,7 +215,7 @@ class Trainer(MetricTracking):
         HuggingFace models take `labels` (and compute their own loss from it); a plain module
         called with a dict batch would fail on it.
         """
-        target = self._modules["module"] if self._wraps_plainly() else self
+        target: Any = self._modules["module"] if self._wraps_plainly() else self
         accepted = self.__dict__.get("_accepted_labels")
         if accepted is None or accepted[0] is not target:
             parameters = inspect.signature(target.forward).parameters
