@@ -467,9 +467,10 @@ class _StepState:
             if not used:
                 continue
             params = [self.params[i] for i in used]
-            group_grads: list[torch.Tensor] | tuple[torch.Tensor, ...] = [
-                grad for i in used if (grad := grads[i]) is not None
-            ]
+            # `used` holds the indices with a gradient. (No walrus here: dynamo cannot trace a
+            # comprehension that binds a variable of this function.)
+            group_grads: list[torch.Tensor] | tuple[torch.Tensor, ...]
+            group_grads = [grads[i] for i in used]  # type: ignore[misc]
             if self.clipvalue is not None:
                 group_grads = [g.clamp(-self.clipvalue, self.clipvalue) for g in group_grads]
             elif self.clipnorm is not None:
