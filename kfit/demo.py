@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> kfit.History:
     history = model.fit(
         data, labels, epochs=args.epochs, batch_size=32, validation_split=0.2, verbose=verbose
     )
-    loss, accuracy = model.evaluate(data[-200:], labels[-200:], verbose=0)
+    results = model.evaluate(data[-200:], labels[-200:], verbose=0)
+    if not isinstance(results, list):  # with one metric, `evaluate` gives [loss, accuracy]
+        raise TypeError(f"`evaluate` gave {results!r}; expected [loss, accuracy].")
+    loss, accuracy = results
     print(f"\nValidation after training: loss {loss:.4f}, accuracy {accuracy:.4f}")
     return history
 

@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 PathLike = str | os.PathLike
 
 
-def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], object]) -> None:
     """Writes a file so that readers see either the old file or the complete new one.
 
     Args:
@@ -46,7 +46,8 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
     file = _RecordingFile(os.fdopen(handle, "wb"))
     try:
         with file:
-            write(file)
+            # A stand-in for the file object: what it does not record, it delegates.
+            write(cast(IO[bytes], file))
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -490,7 +491,11 @@ _SECTIONS = ("weights", "optimizer", "compile", "epochs_completed", "history", "
 
 def rng_state() -> dict[str, Any]:
     """The state of torch's, numpy's and Python's global random generators."""
-    numpy_state = np.random.get_state()
+    # legacy=True is numpy's default (its stub types the bare call as legacy=False): the
+    # global generator is always MT19937, whose legacy state is this tuple.
+    numpy_state = np.random.get_state(legacy=True)
+    if not isinstance(numpy_state, tuple):
+        raise TypeError(f"numpy's global generator is not MT19937: {numpy_state['bit_generator']}")
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

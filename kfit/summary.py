@@ -66,7 +66,8 @@ def summary(
         args, kwargs = _inputs(model, input_size, input_data)
         shapes = _output_shapes(model, [module for _, module in layers], args, kwargs)
 
-    rows, seen = [], set()
+    rows: list[tuple[str, str, str]] = []
+    seen: set[int] = set()
     for name, module in layers:
         label = f"{name} ({type(module).__name__})" if name else type(module).__name__
         own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
@@ -254,7 +255,7 @@ def _format_output(output: Any, batch_size: int | None) -> str:
     return "None" if output is None else "?"
 
 
-def _count_and_size(params: list[torch.Tensor]) -> str:
+def _count_and_size(params: Sequence[torch.Tensor]) -> str:
     """`4,170 (16.29 KB)`: the count, then the bytes in Keras's units."""
     count = sum(p.numel() for p in params)
     size = float(sum(p.numel() * p.element_size() for p in params))

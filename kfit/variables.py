@@ -95,6 +95,12 @@ class MetricVariable:
     def __bool__(self) -> bool:
         return bool(self.value)
 
+    def __neg__(self) -> torch.Tensor:
+        return -self.value
+
+    def __abs__(self) -> torch.Tensor:
+        return abs(self.value)
+
     def __getitem__(self, index: Any) -> torch.Tensor:
         return self.value[_unwrap(index)]
 
@@ -143,5 +149,3 @@ for _name, _op in {
 }.items():
     setattr(MetricVariable, f"__{_name}__", _binary(_op))
 MetricVariable.__hash__ = object.__hash__  # type: ignore[method-assign]
-MetricVariable.__neg__ = lambda self: -self.value  # type: ignore[attr-defined]
-MetricVariable.__abs__ = lambda self: abs(self.value)  # type: ignore[attr-defined]

@@ -109,6 +109,10 @@ class _SKLearnWrapper(BaseEstimator):
 
     _y_numeric = False
 
+    # Set by `fit` (scikit-learn's fitted attributes; absent until then).
+    model_: Model
+    history_: dict[str, list[Any]]
+
     def __init__(
         self,
         model: Model | Callable[..., Model],

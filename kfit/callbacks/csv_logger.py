@@ -77,15 +77,18 @@ class CSVLogger(Callback):
             if self.keys and not any(key.startswith("val_") for key in self.keys):
                 self.keys += [f"val_{key}" for key in self.keys]
         row = {"epoch": epoch, **{k: _cell(logs.get(k, "NA")) for k in self.keys}}
+        csv_file = self.csv_file
+        if csv_file is None:
+            raise RuntimeError("CSVLogger writes only after `on_train_begin` opened its file.")
         try:
             if self.writer is None:
                 self.writer = csv.DictWriter(
-                    self.csv_file, fieldnames=["epoch", *self.keys], delimiter=self.sep
+                    csv_file, fieldnames=["epoch", *self.keys], delimiter=self.sep
                 )
                 if self._write_header:
                     self.writer.writeheader()
             self.writer.writerow(row)
-            self.csv_file.flush()
+            csv_file.flush()
         except OSError as err:  # a full disk: name the file, which a bare write error doesn't
             raise OSError(
                 err.errno, f"Cannot write the log ({err.strerror})", self.filename

@@ -108,7 +108,9 @@ class ModelCheckpoint(MonitorCallback):
         self._current_epoch = epoch
 
     def _save_every_n_batches(self, batch, logs=None):
-        if self._countdown.tick():  # the batch logs are read (a host read) only when saving
+        # Bound only with a batch `save_freq`, which has a countdown. The batch logs are
+        # read (a host read) only when saving.
+        if self._countdown is not None and self._countdown.tick():
             self._save(self._current_epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):

@@ -179,7 +179,11 @@ class TensorBoard(Callback):
         if self.write_steps_per_second:
             seconds = time.perf_counter() - self._epoch_start
             train["steps_per_second"] = self._epoch_batches / seconds
-        for name, values in (("train", train), ("validation", validation)):
+        runs: tuple[tuple[Literal["train", "validation"], dict[str, Any]], ...] = (
+            ("train", train),
+            ("validation", validation),
+        )
+        for name, values in runs:
             if values:
                 writer = self._writer(name)
                 for key, value in values.items():

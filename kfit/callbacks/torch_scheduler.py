@@ -97,7 +97,8 @@ class TorchScheduler(Callback):
 
     def on_train_begin(self, logs=None):
         optimizer = self.model.optimizer
-        if self._factory is not None and (
+        factory = self._factory
+        if factory is not None and (
             self.scheduler is None or self.scheduler.optimizer is not optimizer
         ):
             if optimizer is None:
@@ -106,10 +107,11 @@ class TorchScheduler(Callback):
                     "with lazy modules builds it at its first step: run one forward pass "
                     "before `fit`."
                 )
-            self.scheduler = self._build(optimizer)
-        if optimizer is not None and self.scheduler.optimizer is not optimizer:
+            self.scheduler = self._build(factory, optimizer)
+        scheduler = self._built()
+        if optimizer is not None and scheduler.optimizer is not optimizer:
             raise ValueError(
-                f"The {type(self.scheduler).__name__} scheduler drives an optimizer other "
+                f"The {type(scheduler).__name__} scheduler drives an optimizer other "
                 "than `model.optimizer`; build it on `model.optimizer` after `compile`, or "
                 "pass a function optimizer -> scheduler."
             )
@@ -139,14 +141,21 @@ class TorchScheduler(Callback):
             return
         self._load_scheduler_state(saved)
 
+    def _built(self) -> Scheduler:
+        """The scheduler; a function given for it is called when training starts."""
+        if self.scheduler is None:
+            raise RuntimeError("TorchScheduler builds its scheduler when training starts.")
+        return self.scheduler
+
     def _load_scheduler_state(self, saved: dict[str, Any]) -> None:
-        expected = set(self.scheduler.state_dict())
+        scheduler = self._built()
+        expected = set(scheduler.state_dict())
         if set(saved) != expected:
             raise ValueError(
                 f"the saved scheduler state (entries {sorted(saved)}) is not one of a "
-                f"{type(self.scheduler).__name__} (entries {sorted(expected)})"
+                f"{type(scheduler).__name__} (entries {sorted(expected)})"
             )
-        self.scheduler.load_state_dict(saved)
+        scheduler.load_state_dict(saved)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.interval == "epoch":
@@ -159,10 +168,11 @@ class TorchScheduler(Callback):
 
     def _step(self, logs: Any) -> None:
         """Records the learning rate just used, then steps the scheduler."""
+        scheduler = self._built()
         # Kept as stored (a float, or a tensor for tensor learning rates): no device read.
-        self._last_lr = self.scheduler.optimizer.param_groups[0]["lr"]
-        if not isinstance(self.scheduler, ReduceLROnPlateau):
-            self.scheduler.step()
+        self._last_lr = scheduler.optimizer.param_groups[0]["lr"]
+        if not isinstance(scheduler, ReduceLROnPlateau):
+            scheduler.step()
             return
         value = (logs or {}).get(self.monitor)  # per step, this is a sync point
         if value is None:
@@ -172,10 +182,10 @@ class TorchScheduler(Callback):
                 stacklevel=2,
             )
             return
-        self.scheduler.step(value)
+        scheduler.step(value)
 
-    def _build(self, optimizer: Optimizer) -> Scheduler:
-        scheduler = self._factory(optimizer)
+    def _build(self, factory: Callable[[Optimizer], Scheduler], optimizer: Optimizer) -> Scheduler:
+        scheduler = factory(optimizer)
         if not isinstance(scheduler, _SCHEDULER_TYPES):
             raise TypeError(
                 "The `scheduler` function must return a torch.optim.lr_scheduler scheduler; "

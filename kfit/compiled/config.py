@@ -90,16 +90,16 @@ def _plain(value: Any, kind: str) -> Any:
             return {_TAG: "loss", "config": _plain(losses.serialize(value), "value")}
         except TypeError as err:
             raise _NotExpressible(repr(value)) from err
-    if kind == "loss" and losses.ALL_OBJECTS_DICT.get(getattr(value, "__name__", "")) is value:
-        return value.__name__
+    if kind == "loss":
+        name = getattr(value, "__name__", "")
+        if losses.ALL_OBJECTS_DICT.get(name) is value:
+            return name
     if kind == "loss" and isinstance(value, nn.Module):
         return {_TAG: "torch_loss", "config": _torch_loss_config(value)}
-    if (
-        kind == "optimizer"
-        and isinstance(value, type)
-        and getattr(torch.optim, value.__name__, None) is value
-    ):
-        return {_TAG: "torch_optimizer_class", "config": value.__name__}
+    if kind == "optimizer" and isinstance(value, type):
+        name = value.__name__
+        if getattr(torch.optim, name, None) is value:
+            return {_TAG: "torch_optimizer_class", "config": name}
     if kind == "optimizer" and isinstance(value, optimizers.Optimizer):
         try:
             return {_TAG: "optimizer", "config": _plain(optimizers.serialize(value), "value")}

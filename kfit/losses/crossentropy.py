@@ -195,9 +195,12 @@ def categorical_focal_crossentropy(
     y_true = _smooth_categorical(y_true, label_smoothing)
     probs = torch.softmax(y_pred, dim=axis) if from_logits else y_pred
     output = _probabilities(probs, axis)
-    if not isinstance(alpha, int | float):
-        alpha = torch.as_tensor(alpha, dtype=output.dtype, device=output.device)
-    weighting = torch.pow(1.0 - output, gamma) * alpha
+    class_weight: float | torch.Tensor = (
+        alpha
+        if isinstance(alpha, int | float)
+        else torch.as_tensor(alpha, dtype=output.dtype, device=output.device)
+    )
+    weighting = torch.pow(1.0 - output, gamma) * class_weight
     return (weighting * (-y_true * torch.log(output))).sum(axis)
 
 

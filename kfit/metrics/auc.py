@@ -66,6 +66,15 @@ class AUC(Metric):
     # first (its "full state" path) rather than add a batch's states to unsized ones.
     full_state_update = True
 
+    # States (`add_state`) and buffers: nn.Module stores them outside `__dict__`, so their
+    # types are declared here.
+    true_positives: torch.Tensor
+    false_positives: torch.Tensor
+    true_negatives: torch.Tensor
+    false_negatives: torch.Tensor
+    _threshold_values: torch.Tensor
+    _label_weights: torch.Tensor  # registered only when `label_weights` is given
+
     def __init__(
         self,
         num_thresholds: int = 200,

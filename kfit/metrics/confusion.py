@@ -203,6 +203,11 @@ class _ConfusionCount(Metric):
 
     _key = "tp"
 
+    # State (`add_state`) and buffer: nn.Module stores them outside `__dict__`, so their
+    # types are declared here.
+    accumulator: torch.Tensor
+    _threshold_values: torch.Tensor
+
     def __init__(
         self,
         thresholds: float | list[float] | None = None,
@@ -301,6 +306,11 @@ class _PrecisionRecall(Metric):
 
     higher_is_better = True
     _other = "false_positives"
+
+    # States (`add_state`; the second is `_other`) and buffer: nn.Module stores them outside
+    # `__dict__`, so their types are declared here.
+    true_positives: torch.Tensor
+    _threshold_values: torch.Tensor
 
     def __init__(
         self,

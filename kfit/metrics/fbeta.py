@@ -38,6 +38,13 @@ class FBetaScore(Metric):
     # first (its "full state" path) rather than add a batch's states to unsized ones.
     full_state_update = True
 
+    # States (`add_state`): nn.Module stores them outside `__dict__`, so their types are
+    # declared here.
+    true_positives: torch.Tensor
+    false_positives: torch.Tensor
+    false_negatives: torch.Tensor
+    intermediate_weights: torch.Tensor
+
     def __init__(
         self,
         average: Literal["micro", "macro", "weighted"] | None = None,

@@ -36,6 +36,14 @@ class _AtFixedValue(Metric):
     higher_is_better = True
     _constraint = "specificity"
 
+    # States (`add_state`) and buffers: nn.Module stores them outside `__dict__`, so their
+    # types are declared here.
+    true_positives: torch.Tensor
+    false_positives: torch.Tensor
+    true_negatives: torch.Tensor
+    false_negatives: torch.Tensor
+    _threshold_values: torch.Tensor
+
     def __init__(
         self,
         value: float,

@@ -30,6 +30,11 @@ class IoU(Metric):
 
     higher_is_better = True
 
+    # State (`add_state`) and buffer: nn.Module stores them outside `__dict__`, so their
+    # types are declared here.
+    confusion: torch.Tensor
+    _ids: torch.Tensor
+
     def __init__(
         self,
         num_classes: int,
@@ -53,7 +58,9 @@ class IoU(Metric):
         self.add_state("confusion", torch.zeros(num_classes * num_classes), dist_reduce_fx="sum")
         self.register_buffer("_ids", torch.tensor(self.target_class_ids), persistent=False)
 
-    def _class_ids(self, preds: torch.Tensor, target: torch.Tensor):
+    def _class_ids(
+        self, preds: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.sparse_y_true:
             target = target.argmax(self.axis)
         if not self.sparse_y_pred:
@@ -134,7 +141,9 @@ class BinaryIoU(IoU):
         super().__init__(2, target_class_ids, name=name, dtype=dtype)
         self.threshold = threshold
 
-    def _class_ids(self, preds: torch.Tensor, target: torch.Tensor):
+    def _class_ids(
+        self, preds: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return (preds >= self.threshold).reshape(-1).long(), target.reshape(-1).long()
 
 

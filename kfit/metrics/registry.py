@@ -206,6 +206,10 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> An
     name = config["class_name"]
     if name == "function":
         function = config.get("config")
+        if not isinstance(function, str):
+            raise ValueError(
+                f"A metric function's config must be the function's name; got {function!r}."
+            )
         found = custom_objects.get(function) or _FUNCTIONS.get(function)
         if found is None:
             raise unknown_id_error("metric function", function, [*_FUNCTIONS], "kfit.metrics")
