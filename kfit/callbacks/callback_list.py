@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
@@ -140,11 +138,7 @@ class CallbackList:
             try:
                 callback.on_exception(exception)
             except Exception as cleanup_error:  # noqa: BLE001 - the original error wins
-                note = f"on_exception also failed: {cleanup_error!r}"
-                if sys.version_info >= (3, 11):
-                    exception.add_note(note)
-                else:  # Python 3.10 has no exception notes
-                    warnings.warn(note, stacklevel=2)
+                exception.add_note(f"on_exception also failed: {cleanup_error!r}")
 
     def on_batch_hook(self, hook: str, batch: int, logs: Any = None) -> None:
         """Calls the batch hook `hook` (e.g. `'on_train_batch_end'`) on those that override it."""
