@@ -96,7 +96,7 @@ class BackupAndRestore(Callback):
         self._others: list[Callback] = []
         if save_freq != "epoch":
             # A batch hook on the instance only: epoch-frequency backups cost nothing per step.
-            self.on_train_batch_end = self._save_every_n_batches
+            self.on_train_batch_end = self._save_every_n_batches  # type: ignore[method-assign]  # on purpose (above)
 
     def set_callbacks(self, callbacks: list[Callback]) -> None:
         self._others = [c for c in callbacks if c is not self]
@@ -142,7 +142,7 @@ class BackupAndRestore(Callback):
 
     def _save_every_n_batches(self, batch, logs=None):
         # A NaN running loss (TerminateOnNaN stops at it) must not replace a finite backup.
-        if self._countdown.tick() and not _non_finite_loss(logs):
+        if self._countdown is not None and self._countdown.tick() and not _non_finite_loss(logs):
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -197,6 +197,6 @@ def _non_finite_loss(logs: dict | None) -> bool:
     """Whether the epoch's logged loss is NaN or infinite."""
     value = (logs or {}).get("loss")
     try:
-        return not math.isfinite(float(value))
+        return not math.isfinite(float(value))  # type: ignore[arg-type]  # None: TypeError
     except (TypeError, ValueError):
         return False

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -191,13 +191,14 @@ class TrainingDiagnosis(Callback):
         if isinstance(val_loss, int | float):
             self._val.append((epoch, float(val_loss), float(loss)))
         emitted = {d.kind for d in self.diagnostics}
-        for kind, check in (
+        checks: tuple[tuple[Kind, Callable[[], str | None]], ...] = (
             ("non_finite_loss", self._check_non_finite),
             ("non_finite_val_loss", self._check_non_finite_val),
             ("learning_rate_too_high", self._check_rising),
             ("overfitting", self._check_overfitting),
             ("flat_loss", self._check_flat),
-        ):
+        )
+        for kind, check in checks:
             if kind in emitted:
                 continue  # once per run; and a rule that reads values reads them once
             message = check()
@@ -246,9 +247,9 @@ class TrainingDiagnosis(Callback):
     def _emit(self, kind: Kind, epoch: int, message: str) -> None:
         note = Diagnostic(kind, epoch, message)
         self.diagnostics.append(note)
-        history = getattr(self.model, "history", None)
-        if isinstance(getattr(history, "diagnostics", None), list):
-            history.diagnostics.append(note)
+        diagnostics = getattr(getattr(self.model, "history", None), "diagnostics", None)
+        if isinstance(diagnostics, list):
+            diagnostics.append(note)
         if distributed.is_rank_zero():  # every process decides alike; one prints
             print(f"Diagnosis: {message}", file=sys.stdout, flush=True)
 

@@ -86,7 +86,7 @@ class ModelCheckpoint(MonitorCallback):
         self._current_epoch = 0
         if save_freq != "epoch":
             # A batch hook on the instance only: epoch-frequency saves cost nothing per step.
-            self.on_train_batch_end = self._save_every_n_batches
+            self.on_train_batch_end = self._save_every_n_batches  # type: ignore[method-assign]  # on purpose (above)
 
     def state_dict(self) -> dict[str, Any]:
         """The best value so far and the batches counted towards the next batch-level save."""

@@ -93,7 +93,7 @@ class TorchScheduler(Callback):
         self._pending_state: dict[str, Any] | None = None  # restored before the scheduler exists
         if interval == "step":
             # Bound on the instance, so `fit` calls a batch hook only when stepping per batch.
-            self.on_train_batch_end = self._step_after_batch
+            self.on_train_batch_end = self._step_after_batch  # type: ignore[method-assign]  # on purpose (above)
 
     def on_train_begin(self, logs=None):
         optimizer = self.model.optimizer
