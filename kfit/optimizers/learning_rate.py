@@ -68,6 +68,7 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
 
     Raises:
         ValueError: if `value` is negative or not a number.
+        TypeError: if the optimizer has a learning-rate schedule (as in Keras).
     """
     check_rate(value)
     if getattr(optimizer, "kfit_lr_schedule", None) is not None:
