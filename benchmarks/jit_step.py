@@ -9,7 +9,7 @@ and metric summed on the device, one read per epoch):
   the optimizer eager), the usual way to compile a hand-written loop;
 - `kfit`: `fit()` eagerly;
 - `kfit jit`: `fit()` with `compile(jit_compile=True)` (or `"reduce-overhead"` with `--mode`),
-  the whole training step compiled (`kfit.jit`).
+  the whole training step compiled (`kfit.training.jit`).
 
 Every library and `torch._dynamo` are imported before any clock starts. Each contender is set
 up once and fitted once untimed (the warm-up, which compiles: its extra time over a timed fit
@@ -94,7 +94,7 @@ def run_workload(
             warm_up[name] = timed(fit, device)  # compiles, for the compiled contenders
         fits[name] = fit
         if name == "kfit jit":
-            jit = handle._jit
+            jit = handle.compile_state.jit
             whole = jit is not None and jit.whole_step
             notes[name] = f"jit_compile_seconds {handle.jit_compile_seconds:.1f}; " + (
                 "whole step" if whole else "fallback: forward and loss compiled"
@@ -156,7 +156,7 @@ def check_no_host_sync(key: str, device: str, mode: Any, smoke: bool = False) ->
         return f"{key}, jit_compile={mode!r}: a host sync inside the epoch: {err}"
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    whole = "whole step" if model._jit.whole_step else "fallback"
+    whole = "whole step" if model.compile_state.jit.whole_step else "fallback"
     return f"{key}, jit_compile={mode!r} ({whole}): 0 host syncs over {steps} steps"
 
 

@@ -21,19 +21,19 @@ with warnings.catch_warnings():
 
 from kfit import (
     callbacks,
-    diagnosis,
     distributed,
     losses,
-    lr_finder,
     metrics,
     models,
     optimizers,
     summary,
     utils,
 )
+from kfit.callbacks import diagnosis
 from kfit.callbacks.history import History
-from kfit.loss_terms import add_loss
+from kfit.compiled.loss_terms import add_loss
 from kfit.model import Model, Sequential
+from kfit.training import lr_finder
 
 __version__ = "0.1.0"
 

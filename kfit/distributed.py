@@ -541,7 +541,7 @@ class _DDPForward:
         wrapper = nn.parallel.DistributedDataParallel(
             model, device_ids=ids, output_device=ids[0] if ids else None, **_ddp_options
         )
-        return wrapper  # with jit_compile, called inside kfit.jit's compiled function
+        return wrapper  # with jit_compile, called inside kfit.training.jit's compiled function
 
 
 def _wrapper_key(model: nn.Module) -> tuple[Any, ...]:

@@ -12,86 +12,20 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
-from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from kfit import compile_config, distributed, loss_terms, lr_finder, saving
-from kfit import jit as jit_module
+from kfit import distributed, saving
 from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
 from kfit.callbacks import state as callback_state
 from kfit.callbacks.callback import Callback
+from kfit.callbacks.diagnosis import Diagnostic
 from kfit.callbacks.history import History
-from kfit.callbacks.torch_scheduler import TorchScheduler
-from kfit.compiled import CompiledLoss, CompiledMetrics, LossTracker
-from kfit.diagnosis import Diagnostic
-from kfit.jit import Jit
-from kfit.loss_terms import LossTerms
-from kfit.precision import Precision
-from kfit.trainer import Trainer
-
-
-def _scheduler_callback(lr_scheduler: Any) -> Any:
-    """The callback that steps `compile(lr_scheduler=...)`, or None."""
-    if lr_scheduler is None:
-        return None
-    if isinstance(lr_scheduler, TorchScheduler):
-        return lr_scheduler
-    if isinstance(lr_scheduler, LRScheduler | ReduceLROnPlateau) or callable(lr_scheduler):
-        return TorchScheduler(lr_scheduler)
-    raise TypeError(
-        "`lr_scheduler` must be a torch.optim.lr_scheduler scheduler, a function optimizer -> "
-        f"scheduler, or a kfit.callbacks.TorchScheduler; got {type(lr_scheduler).__name__}."
-    )
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device `compile` puts the model on: CUDA, else MPS, else CPU, unless named.
-
-    Raises:
-        ValueError: for a malformed device string or a device this machine does not have.
-    """
-    if device is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"`device` must name a torch device such as 'cpu' or 'cuda:0'; got {device!r}."
-        ) from err
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"`device={device!r}` but CUDA is not available on this machine; "
-                "use device='cpu' or leave it None to choose automatically."
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"`device={device!r}` but this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s)."
-            )
-    elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"`device={device!r}` but MPS is not available on this machine.")
-    elif resolved.type not in ("cpu", "cuda", "mps"):
-        backend = getattr(torch, resolved.type, None)
-        if backend is None or not backend.is_available():
-            raise ValueError(f"`device={device!r}` is not available on this machine.")
-    return resolved
-
-
-def _with_index(device: torch.device) -> torch.device:
-    """`cuda` as `cuda:<current>` (and `mps` as `mps:0`): the device its tensors report.
-
-    With the index, the model's device and its data's device compare equal.
-    """
-    if device.index is None and device.type == "cuda":
-        return torch.device("cuda", torch.cuda.current_device())
-    if device.index is None and device.type == "mps":
-        return torch.device("mps", 0)
-    return device
+from kfit.compiled import config as compile_config
+from kfit.compiled import loss_terms
+from kfit.compiled.loss_terms import LossTerms
+from kfit.training import lr_finder
+from kfit.training.state import CompileState, build_compile_state
+from kfit.training.trainer import Trainer
 
 
 class Model(Trainer, nn.Module):
@@ -120,22 +54,16 @@ class Model(Trainer, nn.Module):
                 )
             self.module = module
         self.optimizer: torch.optim.Optimizer | None = None
-        # The optimizer spec, when it does more per step than zero_grad/backward/step.
-        self._step_controls: optimizers_module.Optimizer | None = None
-        self.__dict__["_loss_terms"] = LossTerms()  # add_loss; kept out of the registry
-        self._precision = Precision("32", torch.device("cpu"))
-        self._channels_last = False
-        self._compiled_loss: CompiledLoss | None = None
-        self._device: torch.device | None = None
-        self.__dict__["_jit"] = None  # compile(jit_compile=True): a kfit.jit.Jit
+        #: What `compile` decided (device, precision, loss, metrics, ...); None before it.
+        self.compile_state: CompileState | None = None
+        self._loss_terms = LossTerms()  # add_loss
         self.stop_training = False
         self.history: Any = None
         #: Epochs trained so far (restored by `load`; `fit(initial_epoch=...)` resumes there).
         self.epochs_completed = 0
         self._initial_epoch: int | None = None
         self._interrupt: Any = None
-        self._compile_config: dict[str, Any] = {}
-        self._lr_scheduler_callback: Any = None
+        self._ending_with_error = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # `kfit.add_loss` in a submodule's forward adds to this model's terms.
@@ -223,7 +151,7 @@ class Model(Trainer, nn.Module):
                 backward pass, clipping, accumulation, optimizer update) with `torch.compile`;
                 `"reduce-overhead"` also captures it in CUDA graphs on a GPU. Where the step
                 cannot be compiled whole, warns once and compiles the forward pass and loss;
-                where compilation fails, warns and runs eagerly. See `kfit.jit`.
+                where compilation fails, warns and runs eagerly. See `kfit.training.jit`.
             device: `'cpu'`, `'cuda'`, `'cuda:1'`, `'mps'`, ...; None picks CUDA, then MPS,
                 then CPU.
             lr_scheduler: a `torch.optim.lr_scheduler` scheduler, a function
@@ -233,7 +161,7 @@ class Model(Trainer, nn.Module):
             precision: `'32'` (default), `'bf16-mixed'` or `'16-mixed'`: run the forward pass
                 and the loss under `torch.autocast` in that dtype (weights, optimizer and
                 metrics stay float32); `'16-mixed'` adds a gradient scaler. See
-                `kfit.precision`.
+                `kfit.training.precision`.
             channels_last: keep the weights and the 4-d inputs in the channels-last memory
                 layout, which speeds up convolutions on recent GPUs (and with bf16 on CPUs).
 
@@ -242,55 +170,27 @@ class Model(Trainer, nn.Module):
                 device or invalid options.
             TypeError: for arguments of the wrong kind.
         """
-        if not isinstance(jit_compile, bool) and jit_compile != "reduce-overhead":
-            raise TypeError(
-                f"`jit_compile` must be True, False or 'reduce-overhead'; got {jit_compile!r}."
-            )
-        if not isinstance(channels_last, bool):
-            raise TypeError(f"`channels_last` must be True or False; got {channels_last!r}.")
-        # torchrun: an unnumbered `cuda` is this process's GPU, cuda:LOCAL_RANK.
-        target_device = _with_index(distributed.setup(resolve_device(device)))
-        mixed_precision = Precision(precision, target_device)
-        optimizer_id = optimizers_module.get(optimizer)
-        compiled_loss = CompiledLoss(loss, loss_weights) if loss is not None else None
-        compiled_metrics = CompiledMetrics(metrics, weighted_metrics)
-        scheduler_callback = _scheduler_callback(lr_scheduler)
-
+        state = build_compile_state(
+            optimizer,
+            loss,
+            loss_weights,
+            metrics,
+            weighted_metrics,
+            jit_compile,
+            device,
+            lr_scheduler,
+            precision,
+            channels_last,
+        )
         # Everything is valid: only now change the model.
-        self.to(target_device)
+        self.to(state.device)
         if channels_last:
             self.to(memory_format=torch.channels_last)
-        self._channels_last = channels_last
-        self._precision = mixed_precision
-        self._device = target_device
-        self._compiled_loss = compiled_loss
-        self._compiled_metrics = compiled_metrics
-        if scheduler_callback is not None:
-            scheduler_callback.holds_model_weakly = True  # the model keeps it
-        self._lr_scheduler_callback = scheduler_callback
-        # Kept out of the module registry (like the compiled metrics): `model.apply`,
-        # `children()` and `repr` show the user's layers only.
-        self.__dict__["_loss_tracker"] = LossTracker().to(target_device)
-        spec = optimizer_id if isinstance(optimizer_id, optimizers_module.Optimizer) else None
-        # Only a spec with clipping, decay, a schedule or accumulation changes the step.
-        self._step_controls = spec if spec is not None and spec.has_step_controls else None
-        self._optimizer_source = optimizer_id
+        if state.scheduler_callback is not None:
+            state.scheduler_callback.holds_model_weakly = True  # the model keeps it
+        self.compile_state = state
         self.optimizer = None if self._has_lazy_parameters() else self._build_optimizer()
-        # Kept out of nn.Module's registry: the compiled wrapper holds this very model.
-        self.__dict__["_jit"] = (
-            self._jit_for_compile(jit_compile, target_device) if jit_compile else None
-        )
         self.stop_training = False
-        self._compile_config = compile_config.to_config(
-            optimizer=optimizer,
-            loss=loss,
-            loss_weights=loss_weights,
-            metrics=metrics,
-            weighted_metrics=weighted_metrics,
-            jit_compile=jit_compile,
-            precision=mixed_precision.name,
-            channels_last=channels_last,
-        )
 
     def _has_lazy_parameters(self) -> bool:
         return any(isinstance(p, UninitializedParameter) for p in self.parameters())
@@ -298,11 +198,11 @@ class Model(Trainer, nn.Module):
     def _build_optimizer(self) -> torch.optim.Optimizer:
         optimizer = optimizers_module.with_keras_attributes(self._make_optimizer())
         # A spec with step controls sets the scheduled rate and counts the updates itself.
-        optimizer.kfit_counted_outside = self._step_controls is not None
+        optimizer.kfit_counted_outside = self._compiled("fit").step_controls is not None
         return optimizer
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        source = self._optimizer_source
+        source = self._compiled("fit").optimizer_source
         params = [p for p in self.parameters() if p.requires_grad]
         if isinstance(source, torch.optim.Optimizer):
             owned = {id(p) for g in source.param_groups for p in g["params"]}
@@ -332,33 +232,8 @@ class Model(Trainer, nn.Module):
     @property
     def jit_compile_seconds(self) -> float:
         """Seconds spent compiling the training step so far (`jit_compile`; 0.0 without)."""
-        return self._jit.compile_seconds if self._jit is not None else 0.0
-
-    @staticmethod
-    def _jit_for_compile(jit_compile: bool | str, device: torch.device) -> Jit | None:
-        try:
-            jit_module.check_available()
-        except Exception as err:  # noqa: BLE001 - any reason torch.compile cannot run at all
-            warnings.warn(f"torch.compile is unavailable ({err}); running eagerly.", stacklevel=3)
-            return None
-        mode = "reduce-overhead" if jit_compile == "reduce-overhead" else None
-        if mode is not None and device.type != "cuda":
-            warnings.warn(
-                "jit_compile='reduce-overhead' captures CUDA graphs, which need a CUDA device; "
-                f"compiling without them on {device.type}.",
-                stacklevel=3,
-            )
-            mode = None
-        return Jit(mode)
-
-    def _check_compiled(self, method: str) -> None:
-        if self._device is None:
-            raise ValueError(
-                f"You must call compile() before {method}(): e.g. "
-                "model.compile(optimizer='rmsprop', loss='mse')."
-            )
-
-    # ------------------------------------------------------------------ summary
+        jit = self.compile_state.jit if self.compile_state is not None else None
+        return jit.compile_seconds if jit is not None else 0.0
 
     def summary(
         self,
@@ -493,7 +368,7 @@ class Model(Trainer, nn.Module):
 
         The file holds the weights, the optimizer state, the compile settings (ids, and the
         configs of kfit loss, optimizer, schedule and metric objects; see
-        `kfit.compile_config`), the epochs completed, History and the random-generator states.
+        `kfit.compiled.config`), the epochs completed, History and the random-generator states.
         No classes are pickled: `load` restores the state into a model built from code.
         Settings holding objects without a config (a torch optimizer, a lambda) are left out,
         with a warning.
@@ -507,14 +382,17 @@ class Model(Trainer, nn.Module):
         """
         if not distributed.is_rank_zero():
             return
-        compile_config.warn_unrecorded(self._compile_config, f"Saving to {str(filepath)!r}")
+        compiled = self.compile_state
+        saved_config = compiled.config if compiled is not None else {}
+        compile_config.warn_unrecorded(saved_config, f"Saving to {str(filepath)!r}")
+        scaler = compiled.precision.scaler if compiled is not None else None
         history = self.history
         state = {
             "format": saving.FORMAT,
             "version": saving.FORMAT_VERSION,
             "weights": self.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "compile": self._compile_config,
+            "compile": saved_config,
             "epochs_completed": self.epochs_completed,
             "history": None
             if history is None
@@ -530,9 +408,7 @@ class Model(Trainer, nn.Module):
                 },
             },
             "rng": saving.rng_state(),
-            "grad_scaler": None
-            if self._precision.scaler is None
-            else self._precision.scaler.state_dict(),
+            "grad_scaler": None if scaler is None else scaler.state_dict(),
         }
         if callbacks:
             state["callbacks"] = callback_state.callback_states(callbacks)
@@ -566,7 +442,7 @@ class Model(Trainer, nn.Module):
         config = state["compile"]
         saved_optimizer = state["optimizer"]
         before_compile = None
-        if self._compiled_loss is None:
+        if self.compile_state is None or self.compile_state.loss is None:
             if compile_config.can_compile(config):
                 settings = compile_config.from_config(config)  # may raise: nothing changed yet
                 before_compile = dict(self.__dict__)
@@ -581,7 +457,8 @@ class Model(Trainer, nn.Module):
                 )
                 saved_optimizer = None
         optimizer = None
-        if saved_optimizer is not None and self._compiled_loss is not None:
+        compiled = self.compile_state
+        if saved_optimizer is not None and compiled is not None and compiled.loss is not None:
             optimizer = self._optimizer_for_step()
         try:
             if optimizer is not None:
@@ -606,8 +483,9 @@ class Model(Trainer, nn.Module):
             history.diagnostics = [Diagnostic(**d) for d in state["history"].get("diagnostics", [])]
             history.set_model(self)
             self.history = history
-        if state.get("grad_scaler") and self._precision.scaler is not None:
-            self._precision.scaler.load_state_dict(state["grad_scaler"])
+        scaler = compiled.precision.scaler if compiled is not None else None
+        if state.get("grad_scaler") and scaler is not None:
+            scaler.load_state_dict(state["grad_scaler"])
         saving.set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------ lr_find
@@ -630,11 +508,11 @@ class Model(Trainer, nn.Module):
     ) -> lr_finder.LRFinderResult:
         """The learning-rate range test; weights and optimizer state are restored afterwards.
 
-        See `kfit.lr_finder.lr_find` for the arguments. Not in Keras.
+        See `kfit.training.lr_finder.lr_find` for the arguments. Not in Keras.
 
         Returns:
-            A `kfit.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr` (or `reason`),
-                `plot()`.
+            A `kfit.training.lr_finder.LRFinderResult`: `lrs`, `losses`, `suggested_lr`
+                (or `reason`), `plot()`.
         """
         return lr_finder.lr_find(
             self,
@@ -657,8 +535,8 @@ class Model(Trainer, nn.Module):
     @property
     def device(self) -> torch.device:
         """Where the model runs: set by `compile`, else where its parameters are."""
-        if self._device is not None:
-            return self._device
+        if self.compile_state is not None:
+            return self.compile_state.device
         for tensor in itertools.chain(self.parameters(), self.buffers()):
             if not isinstance(tensor, UninitializedParameter):
                 return tensor.device
@@ -676,8 +554,9 @@ class Model(Trainer, nn.Module):
     def metrics_names(self) -> list[str]:
         """`['loss', *metric names]` once the metrics are built (after the first batch)."""
         names = ["loss"]
-        if self._compiled_loss is not None and self._compiled_metrics.built:
-            names += self._compiled_metrics.names
+        compiled = self.compile_state
+        if compiled is not None and compiled.loss is not None and compiled.metrics.built:
+            names += compiled.metrics.names
         return names
 
 

@@ -291,10 +291,11 @@ class _SKLearnWrapper(BaseEstimator):
                     f"The build function {getattr(self.model, '__name__', self.model)!r} must "
                     f"return a compiled kfit.Model; it returned {type(model).__name__}."
                 )
-        try:
-            model._check_compiled("fit")
-        except ValueError as err:
-            raise ValueError(f"The wrapped model is not ready to train: {err}") from err
+        if not model.compiled:
+            raise ValueError(
+                "The wrapped model is not ready to train: you must call compile() before "
+                "fit(): e.g. model.compile(optimizer='rmsprop', loss='mse')."
+            )
         return model
 
     def _weights(

@@ -39,7 +39,7 @@ def test_crossentropy_id_is_settled_from_shapes(identifier, labels, outputs, exp
     }[labels]
     head = nn.Sigmoid() if outputs == 1 else nn.Softmax(dim=-1)
     model = _fit_once(nn.Sequential(nn.Linear(4, outputs), head), x, y, loss=identifier)
-    assert model._compiled_loss.terms[0][1].fn.fn is expected
+    assert model.compile_state.loss.terms[0][1].fn.fn is expected
 
 
 def _logit_model() -> nn.Module:

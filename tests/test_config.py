@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 import kfit
-from kfit import compile_config
 from kfit import losses as kl
 from kfit import optimizers as ko
 from kfit import schedules as ks
+from kfit.compiled import config as compile_config
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -240,8 +240,8 @@ def test_save_load_restores_an_object_compile_and_the_schedule_continues(tmp_pat
         trained.save(tmp_path / "s.pt")
     fresh = _model()
     fresh.load(tmp_path / "s.pt")
-    assert isinstance(fresh._optimizer_source, ko.Adam)
-    assert fresh._optimizer_source.clipnorm == 1.0
+    assert isinstance(fresh.compile_state.optimizer_source, ko.Adam)
+    assert fresh.compile_state.optimizer_source.clipnorm == 1.0
     assert fresh.optimizer.iterations == trained.optimizer.iterations == 8
     assert fresh.optimizer.learning_rate == pytest.approx(trained.optimizer.learning_rate)
     assert fresh.optimizer.learning_rate == pytest.approx(0.05 * 0.5**4)  # not restarted
@@ -251,7 +251,7 @@ def test_save_load_restores_an_object_compile_and_the_schedule_continues(tmp_pat
     assert after_fresh.history == after_trained.history
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value)
-    loss = fresh._compiled_loss.terms[0][1].fn
+    loss = fresh.compile_state.loss.terms[0][1].fn
     assert isinstance(loss, kl.Huber)
     assert loss.fn_kwargs["delta"] == 2.0
 
@@ -283,7 +283,7 @@ def test_unrecordable_settings_are_named_on_save_and_load_warns(tmp_path):
     fresh = _model()
     with pytest.warns(UserWarning, match="optimizer state was not restored"):
         fresh.load(tmp_path / "s.pt")
-    assert fresh._compiled_loss is None
+    assert fresh.compile_state is None
 
 
 def test_metric_objects_are_restored_from_their_config_or_named_as_unsaved(tmp_path):
@@ -318,7 +318,7 @@ def test_torch_loss_modules_and_optimizer_classes_are_recorded(tmp_path):
     fresh.load(tmp_path / "s.pt")
     assert isinstance(fresh.optimizer, torch.optim.AdamW)
     assert fresh.optimizer.iterations == model.optimizer.iterations == 2
-    restored = compile_config.from_config(model._compile_config)["loss"]
+    restored = compile_config.from_config(model.compile_state.config)["loss"]
     assert isinstance(restored, nn.HuberLoss)
     assert restored.delta == 0.5
 

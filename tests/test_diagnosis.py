@@ -11,7 +11,7 @@ from torch import nn
 
 import kfit
 from kfit import progress
-from kfit.diagnosis import Diagnostic, TrainingDiagnosis
+from kfit.callbacks.diagnosis import Diagnostic, TrainingDiagnosis
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -394,7 +394,10 @@ def test_the_metrics_read_locally_are_every_accumulator_of_the_model(xy):
     model.compile(loss="mse", metrics=["mae", kfit.metrics.RootMeanSquaredError()])
     model.fit(x, y, epochs=1, verbose=0)
     found = distributed._metrics_of(model)
-    expected = [model._loss_tracker, *(metric for _, metric, _ in model._compiled_metrics.entries)]
+    expected = [
+        model.compile_state.loss_tracker,
+        *(metric for _, metric, _ in model.compile_state.metrics.entries),
+    ]
     assert {id(m) for m in found} == {id(m) for m in expected}
 
 
@@ -418,10 +421,10 @@ def test_the_metrics_read_locally_include_per_output_losses_and_loss_terms():
     model.fit(x, (y, y), epochs=1, verbose=0)
     found = {id(m) for m in distributed._metrics_of(model)}
     expected = [
-        model._loss_tracker,
-        *model._compiled_loss.trackers.values(),
+        model.compile_state.loss_tracker,
+        *model.compile_state.loss.trackers.values(),
         *model._loss_terms.trackers.values(),
-        *(metric for _, metric, _ in model._compiled_metrics.entries),
+        *(metric for _, metric, _ in model.compile_state.metrics.entries),
         model.tracker,
     ]
     assert len(expected) == 6

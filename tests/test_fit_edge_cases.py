@@ -192,4 +192,4 @@ def test_accuracy_on_one_dimensional_probabilities_is_binary():
     _, accuracy = model.evaluate(x, y, verbose=0)
     expected = float(((model.predict(x, verbose=0) > 0.5) == (y > 0.5)).mean())
     assert accuracy == pytest.approx(expected)
-    assert model._compiled_loss.terms[0][1].fn.fn is kfit.losses.binary_crossentropy
+    assert model.compile_state.loss.terms[0][1].fn.fn is kfit.losses.binary_crossentropy

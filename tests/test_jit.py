@@ -1,4 +1,4 @@
-"""`compile(jit_compile=True)` (`kfit.jit`): the compiled graphs, fallbacks and references.
+"""`compile(jit_compile=True)` (`kfit.training.jit`): the compiled graphs, fallbacks and references.
 
 The whole training step's equivalence with eager is in `test_jit_whole_step.py`.
 """
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import kfit
-import kfit.jit
+import kfit.training.jit
 
 
 def _regression(n: int = 40):
@@ -45,8 +45,8 @@ def graphs(monkeypatch):
     def recording_compile(fn, mode=None, **options):
         return real_compile(fn, backend=recording_backend, **options)
 
-    monkeypatch.setattr(kfit.jit, "_compiled", {})
-    monkeypatch.setattr(kfit.jit, "_compiled_steps", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled_steps", {})
     monkeypatch.setattr(torch, "compile", recording_compile)
     torch._dynamo.reset()
     yield recorded
@@ -70,7 +70,7 @@ def test_forward_and_loss_are_one_graph_and_training_matches_eager(graphs):
         torch.testing.assert_close(ours, theirs)
     assert graphs, "nothing went through torch.compile"
     assert any("linear" in _ops(g) and "mse_loss" in _ops(g) for g in graphs)
-    assert jitted._jit.enabled
+    assert jitted.compile_state.jit.enabled
 
 
 def test_the_first_batch_check_runs_eagerly(graphs):
@@ -121,8 +121,8 @@ def test_a_failing_compiler_warns_once_and_the_model_trains_eagerly(monkeypatch)
         raise RuntimeError("no C++ compiler here")
 
     real_compile = torch.compile
-    monkeypatch.setattr(kfit.jit, "_compiled", {})
-    monkeypatch.setattr(kfit.jit, "_compiled_steps", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled_steps", {})
     monkeypatch.setattr(
         torch,
         "compile",
@@ -136,7 +136,7 @@ def test_a_failing_compiler_warns_once_and_the_model_trains_eagerly(monkeypatch)
     with pytest.warns(UserWarning, match="torch.compile failed") as warned:
         history = jitted.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     assert len([w for w in warned if "torch.compile failed" in str(w.message)]) == 1
-    assert not jitted._jit.enabled
+    assert not jitted.compile_state.jit.enabled
     expected = eager.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     assert history.history["loss"] == pytest.approx(expected.history["loss"], rel=1e-6)
     torch._dynamo.reset()
@@ -159,7 +159,7 @@ def test_an_error_of_the_model_itself_is_raised_not_taken_for_a_compile_failure(
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(ValueError, match="batch too small"):
         model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
-    assert model._jit.enabled  # not mistaken for a compiler failure
+    assert model.compile_state.jit.enabled  # not mistaken for a compiler failure
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
@@ -167,12 +167,12 @@ def test_torch_compile_unavailable_warns_at_compile_and_runs_eagerly(monkeypatch
     def unavailable(*args, **kwargs):
         raise RuntimeError("torch.compile is not supported on this Python")
 
-    monkeypatch.setattr(kfit.jit, "_compiled", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled", {})
     monkeypatch.setattr(torch, "compile", unavailable)
     model = kfit.Model(nn.Linear(3, 1))
     with pytest.warns(UserWarning, match="torch.compile is unavailable"):
         model.compile("sgd", "mse", device="cpu", jit_compile=True)
-    assert model._jit is None
+    assert model.compile_state.jit is None
     assert len(model.fit(*_regression(), epochs=1, verbose=0).history["loss"]) == 1
 
 
@@ -190,7 +190,7 @@ def test_a_jit_model_is_freed_when_deleted_and_its_copies_train_on_their_own(gra
     model.compile("sgd", "mse", device="cpu", jit_compile=True)
     model.fit(x, y, epochs=1, verbose=0)
     for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert copied._jit is not model._jit
+        assert copied.compile_state.jit is not model.compile_state.jit
         weights = [p.detach().clone() for p in model.parameters()]
         copied.fit(x, y, epochs=1, verbose=0)
         assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters(), strict=True))
@@ -212,7 +212,7 @@ def test_inductor_end_to_end_matches_eager():
     expected = eager.fit(x, y, batch_size=20, epochs=2, shuffle=False, verbose=0)
     history = jitted.fit(x, y, batch_size=20, epochs=2, shuffle=False, verbose=0)
     assert history.history["loss"] == pytest.approx(expected.history["loss"], rel=1e-5)
-    assert jitted._jit.enabled
+    assert jitted.compile_state.jit.enabled
 
 
 def test_a_frame_dynamo_leaves_untraced_runs_eagerly_without_recursion(graphs):
@@ -225,7 +225,7 @@ def test_a_frame_dynamo_leaves_untraced_runs_eagerly_without_recursion(graphs):
         warnings.simplefilter("error")  # no "torch.compile failed" fallback warning
         history = model.fit(*_regression(), batch_size=16, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
-    assert model._jit.enabled
+    assert model.compile_state.jit.enabled
     assert graphs == []
 
 

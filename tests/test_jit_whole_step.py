@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import kfit
-import kfit.jit
+import kfit.training.jit
 
 
 def _regression(n: int = 70, features: int = 3):
@@ -54,8 +54,8 @@ def graphs(monkeypatch):
     def compile_with_backend(fn, mode=None, **options):
         return real_compile(fn, backend=counting_backend, **options)
 
-    monkeypatch.setattr(kfit.jit, "_compiled", {})
-    monkeypatch.setattr(kfit.jit, "_compiled_steps", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled", {})
+    monkeypatch.setattr(kfit.training.jit, "_compiled_steps", {})
     monkeypatch.setattr(torch, "compile", compile_with_backend)
     torch._dynamo.reset()
     yield recorded
@@ -151,7 +151,7 @@ def test_optimizers_match_eager(graphs, optimizer, weighted):
         models, histories = _train_both(build, compile_kwargs(), fit_kwargs)
     _assert_same(models, histories)
     assert len(_whole_step_graphs(graphs)) == 1  # the partial batch ran eagerly
-    assert models[1]._jit.whole_step
+    assert models[1].compile_state.jit.whole_step
 
 
 @pytest.mark.parametrize(
@@ -354,7 +354,7 @@ def test_a_step_that_cannot_be_compiled_whole_warns_once_and_matches_eager(
     messages = [str(w.message) for w in caught if "whole training step" in str(w.message)]
     assert len(messages) == 1, messages
     assert reason in messages[0]
-    assert not model._jit.whole_step
+    assert not model.compile_state.jit.whole_step
     np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-5)
 
 
@@ -381,7 +381,7 @@ def test_reduce_overhead_without_cuda_warns_and_compiles_without_cuda_graphs(gra
     model = kfit.Model(_mlp())
     with pytest.warns(UserWarning, match="need a CUDA device"):
         model.compile("sgd", "mse", device="cpu", jit_compile="reduce-overhead")
-    assert model._jit.mode is None
+    assert model.compile_state.jit.mode is None
     model.fit(*_regression(), batch_size=16, epochs=2, verbose=0)
     assert len(_whole_step_graphs(graphs)) == 1
 
@@ -391,7 +391,7 @@ def test_jit_compile_takes_a_bool_or_reduce_overhead(value):
     model = kfit.Model(_mlp())
     with pytest.raises(TypeError, match="`jit_compile` must be True, False or 'reduce-overhead'"):
         model.compile("sgd", "mse", device="cpu", jit_compile=value)
-    assert model._jit is None
+    assert model.compile_state is None  # nothing changed
 
 
 def test_inductor_whole_step_matches_eager_with_accumulation_and_clipping():
@@ -405,7 +405,7 @@ def test_inductor_whole_step_matches_eager_with_accumulation_and_clipping():
         {"x": x, "y": y, "batch_size": 16},
     )
     _assert_same(models, histories)
-    assert models[1]._jit.whole_step
+    assert models[1].compile_state.jit.whole_step
     assert models[1].jit_compile_seconds > 0
 
 
@@ -456,8 +456,8 @@ def test_cuda_whole_step_matches_eager_without_host_syncs(jit_compile):
         models.append(model)
         histories.append(history.history)
     _assert_same(models, histories, rtol=1e-4, atol=1e-5)
-    assert models[1]._jit.whole_step
-    assert models[1]._jit.mode == (None if jit_compile is True else "reduce-overhead")
+    assert models[1].compile_state.jit.whole_step
+    assert models[1].compile_state.jit.mode == (None if jit_compile is True else "reduce-overhead")
 
 
 def test_an_optimizer_state_loaded_mid_training_is_the_one_updated(graphs):

@@ -185,7 +185,7 @@ def test_failed_load_into_an_uncompiled_model_leaves_it_uncompiled(saved):
     with pytest.raises(ValueError, match="another kind of optimizer"):
         fresh.load(path)
     assert fresh.optimizer is None
-    assert fresh._compiled_loss is None
+    assert fresh.compile_state is None
 
 
 def test_check_state_dict_is_usable_on_its_own():

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import kfit
-from kfit.lr_finder import LRFinderResult, smooth_losses
+from kfit.training.lr_finder import LRFinderResult, smooth_losses
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

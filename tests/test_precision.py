@@ -37,7 +37,7 @@ def test_mixed_precision_runs_forward_in_half_and_keeps_weights_and_logs_float32
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert model.predict(x, verbose=0).dtype == np.float32
-    assert (model._precision.scaler is not None) == (precision == "16-mixed")
+    assert (model.compile_state.precision.scaler is not None) == (precision == "16-mixed")
 
 
 def test_mixed_precision_trains_like_float32_within_half_precision_error():
@@ -78,7 +78,7 @@ def test_16_mixed_skips_a_step_whose_gradients_overflow():
     huge = np.full((8, 6), 6e4, dtype="float32")  # float16 overflows in the forward pass
     model.train_on_batch(huge, np.zeros((8, 1), "float32"))
     assert all(torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
-    assert model._precision.scaler.get_scale() < 65536.0  # the scale was lowered
+    assert model.compile_state.precision.scaler.get_scale() < 65536.0  # the scale was lowered
 
 
 def test_grad_scaler_state_is_saved_and_restored(tmp_path):
@@ -86,12 +86,12 @@ def test_grad_scaler_state_is_saved_and_restored(tmp_path):
     model = kfit.Model(_mlp())
     model.compile(optimizer="adam", loss="mse", precision="16-mixed", device="cpu")
     model.fit(x, y, epochs=1, verbose=0)
-    model._precision.scaler.update(new_scale=1024.0)
+    model.compile_state.precision.scaler.update(new_scale=1024.0)
     model.save(tmp_path / "state.pt")
     restored = kfit.Model(_mlp(1))
     restored.load(tmp_path / "state.pt")
-    assert restored._precision.name == "16-mixed"
-    assert restored._precision.scaler.get_scale() == 1024.0
+    assert restored.compile_state.precision.name == "16-mixed"
+    assert restored.compile_state.precision.scaler.get_scale() == 1024.0
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_bad_precision_fails_at_compile_naming_the_choices(precision, message):
     model = kfit.Model(_mlp())
     with pytest.raises(ValueError, match=message):
         model.compile(loss="mse", precision=precision, device="cpu")
-    assert model._precision.name == "32"  # nothing changed
+    assert model.compile_state is None  # nothing changed
 
 
 @pytest.mark.parametrize("alias", [16, "16", "bf16", 32, None])
@@ -115,7 +115,7 @@ def test_precision_aliases(alias):
     model = kfit.Model(_mlp())
     model.compile(loss="mse", precision=alias, device="cpu")
     expected = {16: "16-mixed", "16": "16-mixed", "bf16": "bf16-mixed", 32: "32", None: "32"}
-    assert model._precision.name == expected[alias]
+    assert model.compile_state.precision.name == expected[alias]
 
 
 def test_channels_last_converts_weights_and_inputs_and_trains_like_the_default_layout():

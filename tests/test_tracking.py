@@ -1,4 +1,4 @@
-"""`kfit.tracking`: reading the epoch's values, and the model's accumulators."""
+"""`kfit.training.tracking`: reading the epoch's values, and the model's accumulators."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import kfit
-from kfit.tracking import read_values, to_float32
+from kfit.training.tracking import read_values, to_float32
 
 
 def test_read_values_gives_floats_lists_and_passes_numbers_through():

@@ -303,8 +303,8 @@ def test_deep_copy_of_a_jit_compiled_model_compiles_its_own():
     model = kfit.Sequential(nn.Linear(3, 1))
     model.compile(loss="mse", jit_compile=True)
     copied = copy.deepcopy(model)
-    assert copied._jit is not None
-    assert copied._jit is not model._jit
+    assert copied.compile_state.jit is not None
+    assert copied.compile_state.jit is not model.compile_state.jit
 
 
 def test_random_state_makes_fits_identical_and_restores_global_generators(iris):

@@ -128,8 +128,8 @@ class BackupAndRestore(Callback):
                 stacklevel=2,
             )
             return False
-        # `fit` reads this after on_train_begin and starts from the epoch after the backup.
-        self.model._initial_epoch = self.model.epochs_completed
+        # `fit` starts from the epoch after the backup.
+        self.model.resume_at_epoch(self.model.epochs_completed)
         restored = self.model.history
         if (
             isinstance(history, History)
@@ -180,10 +180,9 @@ class BackupAndRestore(Callback):
     def _interrupted(self) -> bool:
         """Whether `fit` is ending because of Ctrl-C or an exception.
 
-        `fit` calls on_train_end after Ctrl-C or an error too (then re-raises); it still holds
-        its interrupt guard, `model._interrupt`, only on that path.
+        `fit` calls on_train_end after Ctrl-C or an error too (then re-raises).
         """
-        return getattr(self.model, "_interrupt", None) is not None
+        return bool(getattr(self.model, "ending_with_error", False))
 
 
 def _finite_parameters(model: torch.nn.Module) -> bool:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import pandas
     from matplotlib.axes import Axes
 
-    from kfit.diagnosis import Diagnostic
+    from kfit.callbacks.diagnosis import Diagnostic
 
 _VAL = "val_"
 
@@ -30,7 +30,7 @@ class History(Callback):
         epoch: the 0-based indices of the epochs that ran.
         params: `{'verbose', 'epochs', 'steps'}` as `fit` set them.
         model: the model that was trained.
-        diagnostics: the notes of the training diagnosis (`kfit.diagnosis.Diagnostic`, in
+        diagnostics: the notes of the training diagnosis (`kfit.callbacks.diagnosis.Diagnostic`, in
             the order printed); empty at `verbose=0` or with `fit(diagnose=False)`.
 
     Example:

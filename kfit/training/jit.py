@@ -55,9 +55,9 @@ from typing import Any
 import torch
 
 from kfit import data as data_module
-from kfit import loss_terms
+from kfit.compiled import loss_terms
 from kfit.optimizers import KerasAttributes
-from kfit.trainer import Trainer
+from kfit.training.trainer import Trainer
 
 
 def _forward_and_loss(model: Any, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any]:
@@ -150,7 +150,7 @@ class Jit:
 
     @staticmethod
     def _accumulation(model: Any) -> int:
-        controls = model._step_controls
+        controls = model.compile_state.step_controls
         return controls.gradient_accumulation_steps if controls is not None else 1
 
     def _prepare(self, model: Any, state: _StepState) -> None:
@@ -172,7 +172,7 @@ class Jit:
     def _eager_step(self, model: Any, x: Any, y: Any, sample_weight: Any) -> None:
         """The eager training step (as `Trainer.train_step`), nothing compiled."""
         with self.paused():
-            with model._precision.autocast():
+            with model.compile_state.precision.autocast():
                 y_pred, loss = model._forward_and_loss(x, y, sample_weight)
             model.apply_gradients(loss)
             model.update_metrics(loss, y, y_pred, sample_weight, data_module.batch_size_of(x))
@@ -295,7 +295,7 @@ def _loss_is_pure(model: Any) -> bool:
     That is: kfit's own `compute_loss` (a subclass's may update Keras-style trackers), a
     single logged loss and no `add_loss` terms.
     """
-    compiled_loss = model._compiled_loss
+    compiled_loss = model.compile_state.loss
     terms = model._loss_terms
     return (
         type(model).compute_loss is Trainer.compute_loss
@@ -407,7 +407,7 @@ class _StepState:
     """What the compiled step reads besides the model: parameters, optimizer state, rates."""
 
     def __init__(self, model: Any, optimizer: torch.optim.Optimizer, batch_size: int) -> None:
-        controls = model._step_controls
+        controls = model.compile_state.step_controls
         self.optimizer = optimizer
         self.update = _functional_update(optimizer)
         self.batch_size = batch_size
@@ -426,7 +426,7 @@ class _StepState:
         device = self.params[0].device
         self.rates = [float(group["lr"]) for group in self.groups]
         self.rate_tensors = [torch.tensor(rate, device=device) for rate in self.rates]
-        compiled_loss = model._compiled_loss
+        compiled_loss = model.compile_state.loss
         self.loss_trackers = compiled_loss.trackers if compiled_loss is not None else {}
         self.loss_recorders = {key: _Recorder() for key in self.loss_trackers}
         self.term_trackers = model._loss_terms.trackers
@@ -484,7 +484,9 @@ class _StepState:
     def swap_trackers(self, model: Any, recording: bool) -> None:
         """Puts the recorders in the trackers' place (or the trackers back)."""
         if self.loss_trackers:
-            model._compiled_loss.trackers = self.loss_recorders if recording else self.loss_trackers
+            model.compile_state.loss.trackers = (
+                self.loss_recorders if recording else self.loss_trackers
+            )
         if self.term_trackers:
             model._loss_terms.trackers = self.term_recorders if recording else self.term_trackers
 
@@ -502,7 +504,7 @@ class _StepState:
 
 def _whole_step(model: Any, state: _StepState, x: Any, y: Any, sample_weight: Any, phase: str):
     """Forward, loss, gradients, accumulation, clipping and update: one graph."""
-    with model._precision.autocast():
+    with model.compile_state.precision.autocast():
         y_pred = model.call_forward(x)
         loss = model.compute_loss(x, y, y_pred, sample_weight)
     scaled = loss if state.accumulation == 1 else loss / state.accumulation
@@ -538,7 +540,7 @@ def whole_step_blocker(model: Any) -> str | None:
     optimizer = model.optimizer
     if type(model).compute_loss is not Trainer.compute_loss:
         return "the model has its own compute_loss"
-    if model._precision.scaler is not None:
+    if model.compile_state.precision.scaler is not None:
         return "precision='16-mixed' scales the loss with a GradScaler"
     if model.__dict__.get("_ddp_forward") is not None:
         return "torchrun's DDP forward"

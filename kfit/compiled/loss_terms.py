@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from kfit.compiled import LossTracker
+from kfit.compiled.loss import LossTracker
 
 # What a lambda is called when it is given no name.
 _DEFAULT_NAME = "added_loss"

@@ -79,6 +79,10 @@ def _normalise(precision: Any) -> str:
                 "'bf16-mixed' / '16-mixed'."
             )
         raise unknown_id_error(
-            "precision", precision, list(PRECISIONS), "kfit.precision.PRECISIONS"
+            "precision", precision, list(PRECISIONS), "kfit.training.precision.PRECISIONS"
         )
     raise ValueError(f"`precision` must be one of {list(PRECISIONS)}; got {precision!r}.")
+
+
+#: The precision of a model that was never compiled (`predict` works without `compile`).
+UNCOMPILED = Precision("32", torch.device("cpu"))

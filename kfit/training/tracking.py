@@ -10,12 +10,16 @@ device; nothing here reads a value back to the host except `get_metrics_result` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torchmetrics
 
 from kfit import data as data_module
+
+if TYPE_CHECKING:
+    from kfit.compiled.loss_terms import LossTerms
+    from kfit.training.state import CompileState
 
 
 def read_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +55,29 @@ def to_float32(tensor: Any) -> Any:
 class MetricTracking:
     """The loss and metric accumulators of `kfit.Model` (see the module docstring)."""
 
+    #: What `compile` decided (`kfit.training.state.CompileState`); None before `compile`.
+    compile_state: CompileState | None
+    _loss_terms: LossTerms
+
+    @property
+    def compiled(self) -> bool:
+        """Whether `compile` was called (Keras's `model.compiled`)."""
+        return self.compile_state is not None
+
+    def _compiled(self, method: str) -> CompileState:
+        """The model's `CompileState`.
+
+        Raises:
+            ValueError: before `compile`, naming `method`.
+        """
+        state = self.compile_state
+        if state is None:
+            raise ValueError(
+                f"You must call compile() before {method}(): e.g. "
+                "model.compile(optimizer='rmsprop', loss='mse')."
+            )
+        return state
+
     def update_metrics(
         self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any, batch_size: int
     ) -> None:
@@ -58,13 +85,14 @@ class MetricTracking:
 
         Under mixed precision the half-precision outputs are measured in float32.
         """
-        if self._precision.dtype is not None:
+        state = self._compiled("update_metrics")
+        if state.precision.dtype is not None:
             y_pred = data_module.map_tree(to_float32, y_pred)
-        compiled = self._compiled_metrics
+        compiled = state.metrics
         grad_enabled = torch.is_grad_enabled()
         torch.set_grad_enabled(False)  # as a call: half the cost of `with torch.no_grad()`
         try:
-            self._loss_tracker.update(loss, batch_size)
+            state.loss_tracker.update(loss, batch_size)
             if not compiled.built:
                 self._build_metrics(y, y_pred)
             compiled.update(y, y_pred, sample_weight)
@@ -72,12 +100,13 @@ class MetricTracking:
             torch.set_grad_enabled(grad_enabled)
 
     def _build_metrics(self, y: Any, y_pred: Any) -> None:
-        compiled = self._compiled_metrics
+        state = self._compiled("update_metrics")
+        compiled = state.metrics
         if y is None:
             raise ValueError(
                 "The compiled metrics need targets: pass `y` (or a data set that yields (x, y))."
             )
-        compiled_loss = self._compiled_loss
+        compiled_loss = state.loss
         if compiled_loss is None:
             compiled.build(y, y_pred)
         else:
@@ -103,17 +132,20 @@ class MetricTracking:
         """
         built_in = self._built_in_metrics()
         found = built_in + [metric for _, metric in self._attribute_metrics(built_in)]
-        compiled = getattr(self, "_compiled_metrics", None)
-        if compiled is not None and not compiled.built:
+        state = self.compile_state
+        if state is not None and not state.metrics.built:
             found.insert(1, CompiledMetricsContainer(self))
         return found
 
     def _built_in_metrics(self) -> list[torchmetrics.Metric]:
-        found = [self._loss_tracker]
-        if self._compiled_loss is not None:
-            found += self._compiled_loss.trackers.values()
+        state = self.compile_state
+        if state is None:
+            return list(self._loss_terms.trackers.values())
+        found: list[torchmetrics.Metric] = [state.loss_tracker]
+        if state.loss is not None:
+            found += state.loss.trackers.values()
         found += self._loss_terms.trackers.values()
-        return found + [metric for _, metric, _ in self._compiled_metrics.entries]
+        return found + [metric for _, metric, _ in state.metrics.entries]
 
     def _attribute_metrics(self, known: list[Any]) -> list[tuple[str, torchmetrics.Metric]]:
         """The model's `torchmetrics.Metric` submodules not in `known`, by log name."""
@@ -135,15 +167,16 @@ class MetricTracking:
         `loss`, then each output's loss, each `add_loss` term, the compiled metrics, and the
         model's own metric attributes that were updated since the last reset.
         """
+        state = self._compiled("metric_values")
         values = {}
-        if self._loss_tracker.update_count:  # a custom step may log other values only
-            values["loss"] = self._loss_tracker.compute()
-        if self._compiled_loss is not None:
-            values.update(self._compiled_loss.results())
+        if state.loss_tracker.update_count:  # a custom step may log other values only
+            values["loss"] = state.loss_tracker.compute()
+        if state.loss is not None:
+            values.update(state.loss.results())
         for key, tracker in self._loss_terms.trackers.items():
             if tracker.update_count:  # a term can be missing from validation steps
                 values[key] = tracker.compute()
-        values.update(self._compiled_metrics.results())
+        values.update(state.metrics.results())
         for name, metric in self._attribute_metrics(self._built_in_metrics()):
             if metric.update_count:
                 values[name] = metric.compute()
@@ -152,10 +185,11 @@ class MetricTracking:
     def _log_keys(self) -> set[str]:
         """The log keys taken by the loss, per-output losses and compiled metrics."""
         keys = {"loss"}
-        if getattr(self, "_compiled_metrics", None) is not None:  # None before compile
-            keys.update(self._compiled_metrics.names)
-        if getattr(self, "_compiled_loss", None) is not None:
-            keys.update(self._compiled_loss.trackers)
+        state = self.compile_state
+        if state is not None:
+            keys.update(state.metrics.names)
+            if state.loss is not None:
+                keys.update(state.loss.trackers)
         return keys
 
     def metric_direction(self, key: str) -> str | None:
@@ -167,8 +201,8 @@ class MetricTracking:
         name = key.removeprefix("val_")
         if name == "loss" or name.endswith("_loss"):
             return "down"
-        compiled = getattr(self, "_compiled_metrics", None)
-        for entry_name, metric, _ in compiled.entries if compiled is not None else []:
+        state = self.compile_state
+        for entry_name, metric, _ in state.metrics.entries if state is not None else []:
             if entry_name == name:
                 higher = getattr(metric, "higher_is_better", None)
                 return getattr(metric, "direction", None) or (
@@ -199,18 +233,19 @@ class CompiledMetricsContainer:
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Builds the compiled metrics on the first call, then updates them all."""
         model = self._model
-        if model._precision.dtype is not None:
+        state = model.compile_state
+        if state.precision.dtype is not None:
             y_pred = data_module.map_tree(to_float32, y_pred)
         with torch.no_grad():
-            if not model._compiled_metrics.built:
+            if not state.metrics.built:
                 model._build_metrics(y_true, y_pred)
-            model._compiled_metrics.update(y_true, y_pred, sample_weight)
+            state.metrics.update(y_true, y_pred, sample_weight)
 
     def result(self) -> dict[str, torch.Tensor]:
         """`{metric name: value}` as device tensors."""
-        return self._model._compiled_metrics.results()
+        return self._model.compile_state.metrics.results()
 
     def reset(self) -> None:
-        self._model._compiled_metrics.reset()
+        self._model.compile_state.metrics.reset()
 
     reset_state = reset

@@ -1,4 +1,4 @@
-"""What `compile` builds from the user's `loss` and `metrics`: the step loss and the epoch metrics.
+"""What `compile` builds from the user's `loss`: the step loss, its per-output parts and trackers.
 
 Identifiers are resolved at `compile` (so a misspelt id fails before any training), except the
 shape-dependent `'accuracy'`/`'acc'` and `'crossentropy'`/`'ce'`, which are settled once from
@@ -15,14 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torchmetrics
 from torch import nn
 
 from kfit import losses as losses_module
 from kfit import metrics as metrics_module
-from kfit.data import leaves
-from kfit.losses import _snake_case, match_shapes, reduce_weighted
-from kfit.outputs import (
+from kfit.compiled.outputs import (
     OutputSlot,
     check_tree,
     choose_output,
@@ -31,6 +28,9 @@ from kfit.outputs import (
     per_output,
     select,
 )
+from kfit.data import leaves
+from kfit.losses import match_shapes, reduce_weighted
+from kfit.registry import snake_case
 
 _CROSSENTROPY_IDS = ("crossentropy", "ce")
 
@@ -160,7 +160,7 @@ class OutputLoss:
     def name(self) -> str:
         if isinstance(self.identifier, str):
             return self.identifier
-        return getattr(self.fn, "name", None) or _snake_case(
+        return getattr(self.fn, "name", None) or snake_case(
             getattr(self.fn, "__name__", type(self.fn).__name__)
         )
 
@@ -278,14 +278,14 @@ def _described(value: Any) -> str:
     return f"a {type(value).__name__} ({value!r:.40})"
 
 
-def _leaves(spec: Any) -> list[Any]:
+def spec_leaves(spec: Any) -> list[Any]:
     """Every identifier in a `loss`/`metrics` argument (lists and dicts opened)."""
     if spec is None:
         return []
     if isinstance(spec, Mapping):
-        return [leaf for value in spec.values() for leaf in _leaves(value)]
+        return [leaf for value in spec.values() for leaf in spec_leaves(value)]
     if isinstance(spec, list | tuple):
-        return [leaf for value in spec for leaf in _leaves(value)]
+        return [leaf for value in spec for leaf in spec_leaves(value)]
     return [spec]
 
 
@@ -328,7 +328,7 @@ class CompiledLoss:
 
     def __init__(self, loss: Any, loss_weights: Any = None):
         _check_loss_weights(loss_weights)
-        for identifier in _leaves(loss):  # a misspelt id fails at compile
+        for identifier in spec_leaves(loss):  # a misspelt id fails at compile
             OutputLoss(identifier)
         self._loss = loss
         self._loss_weights = loss_weights
@@ -338,7 +338,7 @@ class CompiledLoss:
         """Matches the losses to the outputs of the first batch and settles their ids.
 
         One loss with a plain `y` and a dict/ModelOutput/namedtuple `y_pred` applies to the
-        output `kfit.outputs.choose_output` picks.
+        output `kfit.compiled.outputs.choose_output` picks.
         """
         if self._applies_to_one_output(y_true, y_pred):
             slots = [choose_output(y_pred)]
@@ -483,208 +483,3 @@ class CompiledLoss:
     def results(self) -> dict[str, torch.Tensor]:
         """Each output's epoch loss, as device tensors (empty with a single loss)."""
         return {name: tracker.compute() for name, tracker in self.trackers.items()}
-
-
-def _metric_list(entry: Any, arg_name: str) -> list[Any]:
-    """One output's metrics as a flat list."""
-    if entry is None:
-        return []
-    if isinstance(entry, Mapping):
-        raise ValueError(
-            f"`{arg_name}` nests a dict inside a list or dict; give each output a metric or "
-            f"a list of metrics. Got {entry!r}."
-        )
-    if isinstance(entry, list | tuple):
-        return [m for item in entry for m in _metric_list(item, arg_name)]
-    return [entry]
-
-
-class CompiledMetrics:
-    """The epoch metrics `compile` was given, as torchmetrics accumulators, per output.
-
-    For a model with one output the metrics are named as given (`accuracy`, `mae`); with
-    more, each log key is `{output}_{metric}` (`out_a_mae`). A metric named twice for one
-    output gets `_1`, `_2`, ... appended, and a weighted metric that repeats an unweighted one
-    is called `weighted_{name}` (Keras's names).
-
-    Args:
-        metrics: unweighted metrics: a list (for a single output), a list with one entry
-            (a metric or a list) per output, or a dict `{output name: metric(s)}`. Each
-            metric is an id, a metric object (kfit's or torchmetrics'), or a function.
-        weighted_metrics: metrics that take `sample_weight` into account, in the same forms.
-    """
-
-    def __init__(self, metrics: Any, weighted_metrics: Any):
-        for spec in (metrics, weighted_metrics):
-            for identifier in _leaves(spec):  # fail on a misspelt id now, not mid-training
-                if not (
-                    isinstance(identifier, str)
-                    and identifier.lower() in metrics_module.ACCURACY_IDS
-                ):
-                    metrics_module.get(identifier)
-        self._metrics, self._weighted_metrics = metrics, weighted_metrics
-        self.unbuild()
-
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _, _ in self.entries]
-
-    def build(
-        self,
-        y_true: Any,
-        y_pred: Any,
-        chosen: OutputSlot | None = None,
-        binary_logits: frozenset[int] = frozenset(),
-    ) -> None:
-        """Creates the accumulators on `y_pred`'s device, settling `'accuracy'` by shape.
-
-        Args:
-            y_true: the first batch's targets.
-            y_pred: the first batch's outputs.
-            chosen: the output the compiled loss was matched to with a plain `y` (for a
-                dict/ModelOutput/namedtuple `y_pred`); metrics given as a list follow it.
-            binary_logits: the positions of the outputs whose loss is a binary cross-entropy
-                from logits: `'accuracy'` and `'binary_accuracy'` there threshold at 0.
-        """
-        single_spec = not any(
-            isinstance(spec, Mapping) for spec in (self._metrics, self._weighted_metrics)
-        )
-        if single_spec and isinstance(y_true, torch.Tensor) and is_named_structure(y_pred):
-            slots = [chosen if chosen is not None else choose_output(y_pred)]
-            slots = [slots[0]._replace(name=None)]
-        else:
-            slots = output_slots(y_pred)
-        spread = {
-            False: per_output(self._metrics, slots, "metrics", broadcast=False),
-            True: per_output(self._weighted_metrics, slots, "weighted_metrics", broadcast=False),
-        }
-        wanted = {
-            slot.position: [
-                (m, weighted)
-                for weighted in (False, True)
-                for m in _metric_list(
-                    spread[weighted][i], "weighted_metrics" if weighted else "metrics"
-                )
-            ]
-            for i, slot in enumerate(slots)
-        }
-        check_tree(y_true, slots, [s for s in slots if wanted[s.position]], "y")
-        device = leaves(y_pred)[0].device
-        seen: set[str] = set()
-        used_objects: set[int] = set()
-        for slot in slots:
-            in_output: set[str] = set()
-            for identifier, weighted in wanted[slot.position]:
-                metric, name = self._resolve(
-                    identifier,
-                    select(y_true, slot),
-                    select(y_pred, slot),
-                    slot.position in binary_logits,
-                )
-                if id(metric) in used_objects:  # one object named for two outputs: a copy each
-                    metric = copy.deepcopy(metric)
-                used_objects.add(id(metric))
-                if weighted and name in in_output:
-                    name = f"weighted_{name}"
-                in_output.add(name)
-                key = name if len(slots) == 1 else f"{slot.name}_{name}"
-                base, suffix = key, 1
-                while key in seen:
-                    key, suffix = f"{base}_{suffix}", suffix + 1
-                seen.add(key)
-                if isinstance(metric, metrics_module.Metric) and len(slots) == 1:
-                    metric.name = key  # with several outputs the object keeps its own name
-                metric = metric.to(device)
-                self.entries.append((key, metric, weighted))
-                self._entry_outputs.append((slot, len(slots)))
-        self._updates = self._make_updates()
-        self.built = True
-
-    def _make_updates(self) -> list[Callable[..., None]]:
-        return [
-            self._updater(metric, weighted, slot, outputs)
-            for (_, metric, weighted), (slot, outputs) in zip(
-                self.entries, self._entry_outputs, strict=True
-            )
-        ]
-
-    def __getstate__(self) -> dict[str, Any]:
-        # The per-step update closures do not pickle; they are rebuilt from `entries`.
-        return {**self.__dict__, "_updates": []}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._updates = self._make_updates()
-
-    @staticmethod
-    def _updater(metric: torchmetrics.Metric, weighted: bool, slot: OutputSlot, outputs: int):
-        """The per-step call for one metric, decided once: kfit's take sample weights."""
-        if getattr(metric, "keras_style", False):  # a Keras-style subclass: Keras's order
-
-            def update(y_pred, y_true, sample_weight):
-                metric.update(y_true, y_pred, sample_weight if weighted else None)
-
-        elif isinstance(metric, metrics_module.Metric) and weighted:
-            update = metric.update
-        elif (
-            isinstance(metric, metrics_module.MeanMetricWrapper)
-            and metric._batch_sum is not None
-            and type(metric).update is metrics_module.MeanMetricWrapper.update  # not overridden
-        ):
-            update = metric._update_unweighted  # the common case, in fewer calls
-        else:  # unweighted, or a user's torchmetrics object called as (preds, target)
-
-            def update(y_pred, y_true, sample_weight):
-                metric.update(y_pred, y_true)
-
-        if outputs == 1 and slot.name is None and slot.key is None:
-            return update
-
-        def update_output(y_pred, y_true, sample_weight):
-            update(select(y_pred, slot), select(y_true, slot), select(sample_weight, slot))
-
-        return update_output
-
-    def unbuild(self) -> None:
-        """Forgets the accumulators (after a first batch that failed)."""
-        self.entries: list[tuple[str, torchmetrics.Metric, bool]] = []
-        self._entry_outputs: list[tuple[OutputSlot, int]] = []  # each entry's output
-        self._updates: list[Callable[..., None]] = []
-        self.built = not (_leaves(self._metrics) or _leaves(self._weighted_metrics))
-
-    @staticmethod
-    def _resolve(identifier: Any, y_true: torch.Tensor, y_pred: torch.Tensor, logits: bool):
-        """The metric object and its name; `logits`: the output's loss takes logits (binary)."""
-        if isinstance(identifier, str) and identifier.lower() in metrics_module.ACCURACY_IDS:
-            kind = keras_accuracy_kind(y_true, y_pred)
-            if kind == "binary" and logits:  # beyond Keras: a logit of 0 is probability 0.5
-                return metrics_module.BinaryAccuracy(name=identifier, threshold=0.0), identifier
-            cls = {
-                "binary": metrics_module.BinaryAccuracy,
-                "sparse": metrics_module.SparseCategoricalAccuracy,
-                "categorical": metrics_module.CategoricalAccuracy,
-            }[kind]
-            return cls(name=identifier), identifier
-        if isinstance(identifier, str) and identifier.lower() == "binary_accuracy" and logits:
-            return metrics_module.BinaryAccuracy(name=identifier, threshold=0.0), identifier
-        resolved = metrics_module.get(identifier)
-        if isinstance(identifier, str):
-            return resolved, identifier
-        if isinstance(resolved, metrics_module.Metric):
-            return resolved, resolved.name
-        if isinstance(resolved, torchmetrics.Metric):
-            return resolved, getattr(resolved, "name", None) or _snake_case(type(resolved).__name__)
-        name = getattr(identifier, "name", None) or getattr(identifier, "__name__", "metric")
-        return metrics_module.MeanMetricWrapper(resolved, name=name), name
-
-    def update(self, y_true: Any, y_pred: Any, sample_weight: Any) -> None:
-        for update in self._updates:
-            update(y_pred, y_true, sample_weight)
-
-    def reset(self) -> None:
-        for _, metric, _ in self.entries:
-            metric.reset()
-
-    def results(self) -> dict[str, torch.Tensor]:
-        """The current values as device tensors (no host read)."""
-        return {name: metric.compute() for name, metric, _ in self.entries}

@@ -44,7 +44,7 @@ from kfit import losses as losses_module
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.early_stopping import EarlyStopping
 from kfit.callbacks.terminate_on_nan import TerminateOnNaN
-from kfit.compiled import PROBABILISTIC_LOSSES
+from kfit.compiled.loss import PROBABILISTIC_LOSSES
 
 RISING_EPOCHS = 3
 RISE_FRACTION = 0.10
@@ -101,6 +101,12 @@ def _names(names: list[str], limit: int = 3) -> str:
 def _range_text(value_range: tuple[float, float]) -> str:
     low, high = value_range
     return f"all {low:.3g}" if low == high else f"from {low:.3g} to {high:.3g}"
+
+
+def _compiled_loss(model: Any) -> Any:
+    """The model's compiled loss (`compile_state.loss`), or None."""
+    state = getattr(model, "compile_state", None)
+    return state.loss if state is not None else None
 
 
 def _logits_hint(compiled_loss: Any) -> str | None:
@@ -164,8 +170,9 @@ class TrainingDiagnosis(Callback):
         self._epoch_lr = self._learning_rate()
         if not self._lrs and epoch != 0:
             self._fresh = False  # resumed (initial_epoch or BackupAndRestore)
-        hint = _logits_hint(getattr(self.model, "_compiled_loss", None))
-        if hint is not None and getattr(self.model, "_jit", None) is None:
+        state = getattr(self.model, "compile_state", None)
+        hint = _logits_hint(state.loss if state is not None else None)
+        if hint is not None and state is not None and state.jit is None:
             # One forward hook per epoch, removed by its first call: no cost on later steps.
             self._probe = self.model.register_forward_hook(self._record_range)
 
@@ -270,7 +277,7 @@ class TrainingDiagnosis(Callback):
             causes.append(
                 f"a learning rate too high (now {_format_lr(lr)}; try {_format_lr(lr / 10)})"
             )
-        hint = _logits_hint(getattr(self.model, "_compiled_loss", None))
+        hint = _logits_hint(_compiled_loss(self.model))
         saturated = self._saturated_range() if hint is not None else None
         if saturated is not None:
             causes.append(
@@ -427,7 +434,7 @@ class TrainingDiagnosis(Callback):
                 findings.append("every gradient is exactly 0")
             elif zero:
                 findings.append(f"the gradients of {_names(zero)} are exactly 0")
-        hint = _logits_hint(getattr(model, "_compiled_loss", None))
+        hint = _logits_hint(_compiled_loss(model))
         saturated = self._saturated_range() if hint is not None else None
         if saturated is not None:
             findings.append(

@@ -366,7 +366,7 @@ def lr_find(
         >>> result = model.lr_find(x, y)
         >>> model.compile(optimizer=kfit.optimizers.Adam(result.suggested_lr), loss="mse")
     """
-    model._check_compiled("lr_find")
+    state = model._compiled("lr_find")
     _check_arguments(
         start_lr, end_lr, num_steps, batch_size, smoothing, diverge_threshold, verbose, seed
     )
@@ -407,7 +407,7 @@ def lr_find(
                 group["lr"] = lr * ratio
             model.reset_metrics()
             model.train_step(data_module.as_yielded(batch))
-            loss = float(model._loss_tracker.compute())  # sync point: once per step
+            loss = float(state.loss_tracker.compute())  # sync point: once per step
             lrs.append(lr)
             raw.append(loss)
             if not math.isfinite(loss):

@@ -20,16 +20,18 @@ import numpy as np
 import torch
 
 from kfit import data as data_module
-from kfit import distributed, isolation, loss_terms
+from kfit import distributed
 from kfit.callbacks.callback import Callback
 from kfit.callbacks.callback_list import CallbackList, RunningLogs
+from kfit.callbacks.diagnosis import TrainingDiagnosis
 from kfit.callbacks.history import History
 from kfit.callbacks.progbar_logger import ProgbarLogger
 from kfit.callbacks.torch_scheduler import as_callback
+from kfit.compiled import loss_terms
+from kfit.compiled.outputs import check_predictions
 from kfit.data import ArrayData, IterableData, batch_size_of
-from kfit.diagnosis import TrainingDiagnosis
-from kfit.outputs import check_predictions
-from kfit.tracking import MetricTracking, read_values, to_float32
+from kfit.training import isolation, precision
+from kfit.training.tracking import MetricTracking, read_values, to_float32
 
 
 def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
@@ -110,9 +112,10 @@ class Trainer(MetricTracking):
         compiled-metrics container's `result()`, is flattened).
         """
         x, y, sample_weight = data_module.unpack(data)
-        if self._jit is not None and self._jit.train_step(self, x, y, sample_weight):
-            return None  # `jit_compile`: the whole step compiled (kfit.jit)
-        with self._precision.autocast():  # mixed precision, if compiled with it
+        state = self._compiled("train_step")
+        if state.jit is not None and state.jit.train_step(self, x, y, sample_weight):
+            return None  # `jit_compile`: the whole step compiled (kfit.training.jit)
+        with state.precision.autocast():  # mixed precision, if compiled with it
             y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.apply_gradients(loss)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
@@ -124,19 +127,20 @@ class Trainer(MetricTracking):
         Override like `train_step` (`data` as there); it may also return a dict to log.
         """
         x, y, sample_weight = data_module.unpack(data)
-        with self._precision.autocast():
+        with self._compiled("test_step").precision.autocast():
             y_pred, loss = self._forward_and_loss(x, y, sample_weight)
         self.update_metrics(loss, y, y_pred, sample_weight, batch_size_of(x))
         return None
 
     def predict_step(self, batch: data_module.Batch) -> Any:
         """Returns the model's outputs for the inputs of `batch`."""
-        with self._precision.autocast():
+        state = self.compile_state
+        with (state.precision if state is not None else precision.UNCOMPILED).autocast():
             return self.call_forward(batch[0])
 
     def _forward_and_loss(self, x: Any, y: Any, sample_weight: Any) -> tuple[Any, torch.Tensor]:
         """`call_forward`, then `compute_loss`: one compiled graph with `jit_compile=True`."""
-        jit = self._jit
+        jit = self._compiled("train_step").jit
         if jit is not None and jit.active():
             return jit.forward_and_loss(self, x, y, sample_weight)
         y_pred = self.call_forward(x)
@@ -145,9 +149,10 @@ class Trainer(MetricTracking):
     def call_forward(self, x: Any) -> Any:
         """Calls the model: a tuple/list `x` positionally, a dict by keyword.
 
-        With `compile(jit_compile=True)` the call goes through `torch.compile` (`kfit.jit`).
+        With `compile(jit_compile=True)` the call goes through `torch.compile`
+        (`kfit.training.jit`).
         """
-        if torch.compiler.is_compiling():  # inside kfit.jit: the call below collects
+        if torch.compiler.is_compiling():  # inside kfit.training.jit: the call below collects
             return self._call_forward(x)
         stack = loss_terms.running_stack()  # `kfit.add_loss` from submodules adds here
         stack.append(self._loss_terms)
@@ -157,12 +162,15 @@ class Trainer(MetricTracking):
             stack.pop()
 
     def _call_forward(self, x: Any) -> Any:
-        jit = self._jit
+        state = self.compile_state
+        jit = state.jit if state is not None else None
         if jit is not None and jit.active():
             return jit.forward(self, x)
         if self._loss_terms.pending:  # tensors `add_loss` got in a forward nobody used
             self._loss_terms.pending.clear()
-        if self._channels_last:  # 4-d inputs in the layout the model's weights use
+        if (
+            state is not None and state.channels_last
+        ):  # 4-d inputs in the layout the model's weights use
             x = data_module.map_tree(_to_channels_last, x)
         model = self
         ddp_forward = self.__dict__.get("_ddp_forward")
@@ -229,7 +237,7 @@ class Trainer(MetricTracking):
                 minimise (no compiled loss and no `add_loss` term).
         """
         loss = None
-        compiled = self._compiled_loss
+        compiled = self._compiled("compute_loss").loss
         if compiled is not None:
             if y is None:
                 raise ValueError(
@@ -267,15 +275,16 @@ class Trainer(MetricTracking):
         optimizer = self.optimizer
         if optimizer is None:  # lazy modules: built once their parameters exist
             optimizer = self._optimizer_for_step()
-        scaler = self._precision.scaler  # precision='16-mixed' only
+        state = self._compiled("apply_gradients")
+        scaler = state.precision.scaler  # precision='16-mixed' only
         if not loss.requires_grad and torch.is_grad_enabled():
             raise ValueError(
                 "The loss has no gradient: it does not depend on any trainable weight. Compute "
                 "it with torch operations on `y_pred` (not numpy, `.item()` or `.detach()`), "
                 "and check that some parameters have requires_grad=True."
             )
-        if self._step_controls is not None:
-            self._step_controls.step(optimizer, loss, scaler)
+        if state.step_controls is not None:
+            state.step_controls.step(optimizer, loss, scaler)
         elif scaler is not None:
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -332,7 +341,7 @@ class Trainer(MetricTracking):
             validation_freq: validate every `k` epochs, or at the listed (1-based) epochs.
             diagnose: at `verbose >= 1`, print a short note under the epoch line when the
                 loss rises, turns NaN, flattens from the start or over-fits (see
-                `kfit.diagnosis`); notes are kept in `History.diagnostics`. Not in Keras.
+                `kfit.callbacks.diagnosis`); notes are kept in `History.diagnostics`. Not in Keras.
 
         Returns:
             A `History`, also kept as `model.history`.
@@ -341,7 +350,7 @@ class Trainer(MetricTracking):
             ValueError, TypeError: for invalid arguments, before any weight changes (a
                 `Dataset`, `DataLoader` or generator is checked as its batches arrive).
         """
-        self._check_compiled("fit")
+        state = self._compiled("fit")
         verbose_arg, verbose = verbose, _check_verbose(verbose)
         _check_int("batch_size", batch_size, 1, allow_none=True)
         _check_int("epochs", epochs, 0)
@@ -412,8 +421,8 @@ class Trainer(MetricTracking):
         steps = steps_per_epoch or train.num_batches(batch_size)
         history = History()
         user_callbacks = [as_callback(c) for c in callbacks or []]
-        if self._lr_scheduler_callback is not None:
-            user_callbacks.append(self._lr_scheduler_callback)
+        if state.scheduler_callback is not None:
+            user_callbacks.append(state.scheduler_callback)
         callback_list = CallbackList(
             [
                 *user_callbacks,
@@ -433,9 +442,10 @@ class Trainer(MetricTracking):
         # The model's lock: other threads' evaluate/predict run between two steps (isolation).
         with _DeferredInterrupt() as interrupt, isolation.run_lock(self).training():
             self._interrupt = interrupt
+            self._ending_with_error = False
             try:
                 callback_list.on_train_begin()
-                initial_epoch = self._initial_epoch or initial_epoch  # set by BackupAndRestore
+                initial_epoch = self._initial_epoch or initial_epoch  # see resume_at_epoch
                 for epoch in range(initial_epoch, epochs):
                     self.reset_metrics()
                     callback_list.on_epoch_begin(epoch)
@@ -469,8 +479,9 @@ class Trainer(MetricTracking):
                         break
             except BaseException as err:
                 # Ctrl-C (the current batch finished) or an error: end training properly so
-                # that files and bars are closed, then re-raise. `self._interrupt` is still set
-                # here, which tells callbacks (BackupAndRestore) that the run did not finish.
+                # that files and bars are closed, then re-raise. `ending_with_error` tells
+                # callbacks (BackupAndRestore) that the run did not finish.
+                self._ending_with_error = True
                 callback_list.on_exception(err)
                 try:
                     callback_list.on_train_end(epoch_logs)
@@ -480,9 +491,27 @@ class Trainer(MetricTracking):
             finally:
                 self._interrupt = None
                 self._initial_epoch = None
+                self._ending_with_error = False
         callback_list.on_train_end(epoch_logs)
         distributed.barrier()  # torchrun: rank 0's files are written when `fit` returns
         return history
+
+    def resume_at_epoch(self, epoch: int) -> None:
+        """Makes the running `fit` start at `epoch` (from `on_train_begin`). Not in Keras.
+
+        `BackupAndRestore` calls it after restoring a backup, so that training continues
+        with the epoch after the one saved.
+        """
+        self._initial_epoch = epoch
+
+    @property
+    def ending_with_error(self) -> bool:
+        """Whether the running `fit` is ending because of Ctrl-C or an exception.
+
+        True in `on_exception` and `on_train_end` on that path (then `fit` re-raises); False
+        when `fit` ends normally. Not in Keras.
+        """
+        return self._ending_with_error
 
     def _check_first_batch(self, data: ArrayData, batch_size: int) -> None:
         """Runs the loss and metrics once on the first batch, in eval mode, without gradients.
@@ -490,19 +519,20 @@ class Trainer(MetricTracking):
         This settles `'accuracy'`/`'crossentropy'`, materialises lazy modules, and raises any
         shape error before training starts: no weight, buffer or optimizer state changes.
         """
+        state = self._compiled("fit")
         first = next(data.batches(batch_size, False, self.device))
         try:
-            with _inference(self), self._jit.paused() if self._jit else contextlib.nullcontext():
+            with _inference(self), state.jit.paused() if state.jit else contextlib.nullcontext():
                 self.test_step(data_module.as_yielded(first))
-            if self._compiled_loss is not None and data.y is not None:
-                self._compiled_loss.check_targets(data.y)  # every class id, once, up front
+            if state.loss is not None and data.y is not None:
+                state.loss.check_targets(data.y)  # every class id, once, up front
         except Exception as err:
             if isinstance(err, RuntimeError):  # torch's own message names no argument
                 err.add_note(f"kfit: raised by the first batch, {_described_batch(first)}.")
             # Nothing settled from a batch that failed: the next call decides afresh.
-            if self._compiled_loss is not None:
-                self._compiled_loss.unbuild()
-            self._compiled_metrics.unbuild()
+            if state.loss is not None:
+                state.loss.unbuild()
+            state.metrics.unbuild()
             raise
         finally:
             self.reset_metrics()
@@ -660,7 +690,7 @@ class Trainer(MetricTracking):
             The loss alone when there are no metrics, else `[loss, *metrics]` in compile
             order, or a dict when `return_dict=True`.
         """
-        self._check_compiled("evaluate")
+        self._compiled("evaluate")
         data, batch_size, callback_list = self._prepare_run(
             x, y, sample_weight, batch_size, verbose, steps, callbacks
         )
@@ -690,12 +720,13 @@ class Trainer(MetricTracking):
         In-memory targets are checked at once (once the loss knows the number of classes, from
         the first batch it saw); streamed ones batch by batch on the host, before their copy.
         """
-        if self._compiled_loss is None:
+        compiled_loss = self._compiled("fit").loss
+        if compiled_loss is None:
             return
         if isinstance(data, IterableData):
-            data.check_targets = self._compiled_loss.check_targets
+            data.check_targets = compiled_loss.check_targets
         elif isinstance(data, ArrayData) and data.y is not None:
-            self._compiled_loss.check_targets(data.y)
+            compiled_loss.check_targets(data.y)
 
     def _prepare_run(self, x, y, sample_weight, batch_size, verbose, steps, callbacks):
         """Validates the arguments shared by `evaluate` and `predict`; builds data and hooks."""
@@ -824,7 +855,7 @@ class Trainer(MetricTracking):
         return_dict: bool = False,
     ) -> float | list[float] | dict[str, float]:
         """One training step on one batch; returns the values for this batch only."""
-        self._check_compiled("train_on_batch")
+        self._compiled("train_on_batch")
         data = data_module.make_data(
             x, y, sample_weight, self.float_dtype, batch_size=1, shuffle=False
         )
@@ -841,7 +872,7 @@ class Trainer(MetricTracking):
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
     ) -> float | list[float] | dict[str, float]:
         """One evaluation step on one batch; returns the values for this batch only."""
-        self._check_compiled("test_on_batch")
+        self._compiled("test_on_batch")
         data = data_module.make_data(
             x, y, sample_weight, self.float_dtype, batch_size=1, shuffle=False
         )
