@@ -7,6 +7,10 @@ weight decay, one or a few steps at a time.
 
 from __future__ import annotations
 
+import json
+import pickle
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -463,3 +467,147 @@ def test_a_scheduled_learning_rate_cannot_be_set_by_a_callback():
 def test_a_schedule_returning_a_bad_value_is_a_clear_error():
     with pytest.raises(ValueError, match="must return a finite number >= 0; at step 0 it returned"):
         kfit.optimizers.SGD(lambda step: -1.0)
+
+
+# --------------------------------------------------------------------------- pickling
+
+# What a pickle of `_pickled_objects()` says about them, computed here and in a new process.
+_DESCRIBE = """
+def describe(objects):
+    import torch
+    import kfit
+
+    def torch_optimizer(optimizer, torch_class):
+        state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+        return {
+            "class": [type(optimizer).__module__, type(optimizer).__qualname__],
+            "is_torch_class": isinstance(optimizer, torch_class),
+            "has_keras_attributes": isinstance(optimizer, kfit.optimizers.KerasAttributes),
+            "iterations": optimizer.iterations,
+            "learning_rate": optimizer.learning_rate,
+            "state": {key: torch.as_tensor(value).tolist() for key, value in state.items()},
+        }
+
+    spec, schedule = objects["spec"], objects["schedule"]
+    return {
+        "adam": torch_optimizer(objects["adam"], torch.optim.Adam),
+        "lion": torch_optimizer(objects["lion"], kfit.optimizers.lion.TorchLion),
+        "spec": [type(spec) is kfit.optimizers.Adam, spec.learning_rate, spec.get_config()],
+        "schedule": [
+            type(schedule) is kfit.schedules.ExponentialDecay,
+            schedule(4),
+            schedule.get_config(),
+        ],
+    }
+"""
+
+# The class paths that pickles written before kfit.optimizers and kfit.schedules became
+# packages hold, in place of today's.
+_PATHS_BEFORE_THE_PACKAGES = {
+    b"ckfit.optimizers.adam\nAdam\n": b"ckfit.optimizers\nAdam\n",
+    b"ckfit.schedules.decay\nExponentialDecay\n": b"ckfit.schedules\nExponentialDecay\n",
+    b"ckfit.optimizers\n_KERAS_CLASSES_TorchLion\n": b"ckfit.optimizers\n_KERAS_CLASSES__Lion\n",
+}
+
+
+def _stepped(spec: optimizers.Optimizer) -> torch.optim.Optimizer:
+    module = nn.Linear(3, 2)
+    optimizer = spec.build(module.parameters())
+    F.mse_loss(module(torch.ones(4, 3)), torch.zeros(4, 2)).backward()
+    optimizer.step()
+    return optimizer
+
+
+def _pickled_objects() -> dict[str, Any]:
+    torch.manual_seed(0)
+    schedule = kfit.schedules.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)
+    return {
+        "adam": _stepped(optimizers.Adam(learning_rate=0.01)),
+        "lion": _stepped(optimizers.Lion(learning_rate=0.02)),
+        "spec": optimizers.Adam(learning_rate=schedule, clipnorm=1.0),
+        "schedule": schedule,
+    }
+
+
+def test_optimizers_and_schedules_unpickle_in_a_new_process_from_old_and_new_paths(tmp_path):
+
+    objects = _pickled_objects()
+    new = pickle.dumps(objects, protocol=2)  # protocol 2 names each class in plain text
+    old = new
+    for path, path_before in _PATHS_BEFORE_THE_PACKAGES.items():
+        assert path in new
+        old = old.replace(path, path_before)
+    (tmp_path / "new").write_bytes(new)
+    (tmp_path / "old").write_bytes(old)
+    code = (
+        "import json, pickle, sys\n"
+        + _DESCRIBE
+        + "print(json.dumps({name: describe(pickle.loads(open(sys.argv[1] + '/' + name, 'rb')"
+        ".read())) for name in ('new', 'old')}))"
+    )
+    namespace: dict[str, Any] = {}
+    exec(_DESCRIBE, namespace)
+    expected = json.loads(json.dumps(namespace["describe"](objects)))
+
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+
+    described = json.loads(result.stdout)
+    assert described["new"] == expected
+    assert described["old"] == expected
+    assert expected["adam"]["class"] == ["kfit.optimizers", "_KERAS_CLASSES_Adam"]
+    assert expected["adam"]["is_torch_class"]
+    assert expected["adam"]["has_keras_attributes"]
+    assert expected["adam"]["iterations"] == 1
+    assert expected["adam"]["state"]
+    assert expected["lion"]["class"] == ["kfit.optimizers", "_KERAS_CLASSES_TorchLion"]
+    assert expected["lion"]["learning_rate"] == 0.02
+    assert expected["lion"]["state"]
+    assert expected["spec"][:2] == [True, 0.1]
+    assert expected["schedule"][:2] == [True, 0.025]
+
+
+@pytest.mark.parametrize(
+    ("old_name", "cls"),
+    [(name, getattr(optimizers, name)) for name in optimizers.__all__ if name[0].isupper()]
+    + [("_Lion", optimizers.lion.TorchLion), ("_Ftrl", optimizers.ftrl.TorchFtrl)],
+)
+def test_classes_unpickle_from_their_path_before_the_package(old_name, cls):
+
+    assert pickle.loads(b"ckfit.optimizers\n" + old_name.encode() + b"\n.") is cls
+
+
+def test_every_class_pickles_by_a_path_that_finds_it():
+
+    classes = [optimizers.lion.TorchLion, optimizers.ftrl.TorchFtrl]
+    classes += [getattr(optimizers, n) for n in optimizers.__all__ if n[0].isupper()]
+    for cls in classes:
+        assert pickle.loads(pickle.dumps(cls)) is cls
+    for torch_class in (torch.optim.SGD, optimizers.lion.TorchLion):
+        keras_class = type(
+            optimizers.with_keras_attributes(torch_class([nn.Parameter(torch.ones(1))]))
+        )
+        assert pickle.loads(pickle.dumps(keras_class)) is keras_class
+
+
+class _OwnSGD(torch.optim.SGD):
+    pass
+
+
+def test_a_torch_optimizer_of_your_own_with_keras_attributes_pickles_within_the_process():
+
+    optimizer = optimizers.with_keras_attributes(_OwnSGD([nn.Parameter(torch.ones(2))], lr=0.5))
+
+    copied = pickle.loads(pickle.dumps(optimizer))
+
+    assert type(copied) is type(optimizer)
+    assert isinstance(copied, _OwnSGD)
+    assert copied.learning_rate == 0.5
+
+
+def test_serialize_names_kfit_optimizers_as_the_base_class_module():
+    spec = optimizers.Optimizer(torch.optim.SGD, 0.1)
+
+    assert optimizers.serialize(spec)["module"] == "kfit.optimizers"
+    assert optimizers.serialize(optimizers.SGD())["module"] == "keras.optimizers"

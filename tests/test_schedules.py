@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -485,6 +486,23 @@ def test_custom_schedule_round_trips_through_custom_objects():
     assert repr(rebuilt) == "HalfLife(initial_learning_rate=0.8, half_life=3)"
     with pytest.raises(ValueError, match="'HalfLife'"):
         ks.deserialize(config)
+
+
+@pytest.mark.parametrize("name", ks.__all__)
+def test_public_names_pickle_by_a_path_that_finds_them_and_by_their_path_before_the_package(name):
+    obj = getattr(ks, name)
+    assert pickle.loads(pickle.dumps(obj)) is obj
+    assert pickle.loads(b"ckfit.schedules\n" + name.encode() + b"\n.") is obj
+
+
+def test_a_schedule_pickles_with_its_config():
+    schedule = ks.CosineDecayRestarts(0.5, first_decay_steps=4, t_mul=1.5, m_mul=0.5, alpha=0.1)
+
+    copied = pickle.loads(pickle.dumps(schedule))
+
+    assert type(copied) is ks.CosineDecayRestarts
+    assert copied.get_config() == schedule.get_config()
+    assert [copied(step) for step in range(20)] == [schedule(step) for step in range(20)]
 
 
 def test_custom_objects_must_be_schedule_classes():
