@@ -38,9 +38,11 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from kfit.data.sharded import Processes
-from kfit.data.sharded import evaluation_counts as evaluation_counts  # which samples each
-from kfit.data.sharded import training_indices as training_indices  # process takes, here
-from kfit.data.sharded import training_positions as training_positions  # as before the move
+
+# Which samples each process takes: kfit.data.sharded's, still reachable here.
+from kfit.data.sharded import evaluation_counts as evaluation_counts
+from kfit.data.sharded import training_indices as training_indices
+from kfit.data.sharded import training_positions as training_positions
 from kfit.data.source import DataSource
 from kfit.data.trees import map_tree
 

@@ -390,6 +390,30 @@ def test_on_another_rank_printing_and_writing_callbacks_and_save_are_skipped(
     assert capsys.readouterr().out == ""
 
 
+def test_steps_agree_on_stopping_only_for_callbacks_that_may_stop(tmp_path, monkeypatch):
+    class Stopper(kfit.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    model = kfit.Model(nn.Linear(3, 1))
+    savers = [
+        kfit.callbacks.ModelCheckpoint(str(tmp_path / "m.pt"), save_freq=1),
+        kfit.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=1),
+    ]
+    assert all(not saver.may_stop_training for saver in savers)
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    assert not distributed.agrees_each_step(CallbackList(savers, model, {}), "train")
+    assert distributed.agrees_each_step(CallbackList([*savers, Stopper()], model, {}), "train")
+    assert not distributed.agrees_each_step(CallbackList([Stopper()], model, {}), "test")
+
+
+def test_distributed_reads_callbacks_by_their_flags_and_imports_none():
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("kfit")
+    callbacks = [m for m in graph.modules if m.startswith("kfit.callbacks")]
+    assert not [m for m in callbacks if graph.chain_exists("kfit.distributed", m)]
+
+
 def test_the_metrics_read_locally_are_every_accumulator_of_the_model(xy):
     x, y = xy
     model = kfit.Model(nn.Linear(3, 1))
