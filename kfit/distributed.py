@@ -27,27 +27,24 @@ import atexit
 import gc
 import inspect
 import os
-import warnings
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast, overload
 
 import torch
 import torch.distributed as dist
 import torchmetrics
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    IterableDataset,
-    RandomSampler,
-    Sampler,
-    SequentialSampler,
-)
-from torch.utils.data.distributed import DistributedSampler
 
-from kfit.data import ArrayData, Batch, IterableData, index_tree, map_tree
+from kfit.data.sharded import Processes
+
+# Which samples each process takes: kfit.data.sharded's, still reachable here.
+from kfit.data.sharded import evaluation_counts as evaluation_counts
+from kfit.data.sharded import training_indices as training_indices
+from kfit.data.sharded import training_positions as training_positions
+from kfit.data.source import DataSource
+from kfit.data.trees import map_tree
 
 __all__ = [
     "barrier",
@@ -237,180 +234,9 @@ def _agreed_size(size: int, what: str) -> None:
 # --------------------------------------------------------------------------- sharding
 
 
-def training_positions(size: int, batch_size: int, rank: int, world: int) -> torch.Tensor:
-    """The positions in an epoch's sample order that process `rank` trains on.
-
-    Every process gets `size // world` positions (the last `size % world` of the order are
-    left out that epoch, so that all take the same number of steps). Step `s` of the `world`
-    processes together covers positions `s * world * batch_size` onwards, each process a block
-    of them in rank order: `world` processes with `batch_size` see the same samples per step as
-    one process with `world * batch_size`.
-    """
-    per_rank = size // world
-    index = torch.arange(per_rank)
-    start = (index // batch_size) * batch_size
-    step = torch.clamp(per_rank - start, max=batch_size)
-    return start * world + rank * step + (index - start)
-
-
-def training_indices(
-    size: int, batch_size: int, rank: int, world: int, seed: int | None
-) -> torch.Tensor:
-    """The samples process `rank` trains on in one pass, in step order.
-
-    Its `training_positions` of an order every process draws alike: a permutation from
-    `seed`, or the samples in order when `seed` is None (no shuffling).
-    """
-    if seed is None:
-        order = torch.arange(size)
-    else:
-        order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
-    return order[training_positions(size, batch_size, rank, world)]
-
-
-def evaluation_counts(size: int, world: int) -> list[int]:
-    """How many consecutive samples each process evaluates: all of them, each once."""
-    return [size // world + (r < size % world) for r in range(world)]
-
-
-class _TrainingShard(ArrayData):
-    """This process's part of in-memory training data, drawn afresh every pass."""
-
-    def __init__(self, data: ArrayData, seed: int, rank: int, world: int):
-        super().__init__(data.x, data.y, data.sample_weight, data.size)
-        self.seed, self.rank, self.world = seed, rank, world
-        self.passes = 0
-
-    def num_batches(self, batch_size: int) -> int:
-        return -(-(self.size // self.world) // batch_size)
-
-    def batches(self, batch_size: int, shuffle: bool, device: torch.device) -> Iterator[Batch]:
-        seed = self.seed + self.passes if shuffle else None  # a new shared order each pass
-        self.passes += 1
-        indices = training_indices(self.size, batch_size, self.rank, self.world, seed)
-        yield from self.batches_in_order(indices, batch_size, device)
-
-
-class _EvaluationShard(ArrayData):
-    """This process's consecutive part of evaluation data; `counts` has every process's size."""
-
-    def __init__(self, data: ArrayData, rank: int, world: int):
-        counts = evaluation_counts(data.size, world)
-        part = slice(sum(counts[:rank]), sum(counts[: rank + 1]))
-        super().__init__(
-            index_tree(data.x, part),
-            index_tree(data.y, part),
-            index_tree(data.sample_weight, part),
-            counts[rank],
-        )
-        self.counts = counts
-
-
-class _ShardSampler(Sampler[int]):
-    """The sampler of a rebuilt DataLoader: `training_positions` or an evaluation part."""
-
-    def __init__(
-        self,
-        size: int,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        training: bool,
-        rank: int,
-        world: int,
-    ):
-        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
-        self.seed, self.training = seed, training
-        self.rank, self.world = rank, world
-        self.counts = evaluation_counts(size, self.world)
-        self.passes = 0
-
-    def __len__(self) -> int:
-        return self.size // self.world if self.training else self.counts[self.rank]
-
-    def __iter__(self) -> Iterator[int]:
-        if not self.training:
-            start = sum(self.counts[: self.rank])
-            return iter(range(start, start + self.counts[self.rank]))
-        seed = self.seed + self.passes if self.shuffle else None  # a new shared order each pass
-        self.passes += 1
-        indices = training_indices(self.size, self.batch_size, self.rank, self.world, seed)
-        return iter(indices.tolist())
-
-
-class _ShardedLoader(IterableData):
-    """A DataLoader rebuilt with a `_ShardSampler`; `counts` as in `_EvaluationShard`."""
-
-    def __init__(self, source: DataLoader, counts: list[int] | None):
-        super().__init__(source)
-        self.counts = counts
-
-
-class _EpochedLoader(IterableData):
-    """A DataLoader the script sharded with a DistributedSampler: `set_epoch` every pass."""
-
-    def __init__(self, source: DataLoader):
-        super().__init__(source)
-        self.passes = 0
-
-    def batches(self, float_dtype: torch.dtype, device: torch.device) -> Iterator[Batch]:
-        self.source.sampler.set_epoch(self.passes)
-        self.passes += 1
-        yield from super().batches(float_dtype, device)
-
-
-def _default_sampling(loader: DataLoader) -> bool:
-    """Whether a DataLoader samples a sized map-style data set the ordinary way."""
-    sampler = loader.sampler
-    return (
-        not isinstance(loader.dataset, IterableDataset)
-        and type(loader.batch_sampler) is BatchSampler
-        and (
-            type(sampler) is SequentialSampler
-            or (
-                type(sampler) is RandomSampler
-                and not sampler.replacement
-                and sampler.num_samples == len(sampler.data_source)  # every sample once
-            )
-        )
-    )
-
-
-def _rebuilt(loader: DataLoader, sampler: Sampler[int]) -> DataLoader:
-    """The same DataLoader (workers, collate_fn, pinning, ...) with another sampler."""
-    settings = {
-        name: getattr(loader, name)
-        for name in inspect.signature(DataLoader.__init__).parameters
-        if name not in ("self", "dataset", "shuffle", "sampler", "batch_sampler")
-        and hasattr(loader, name)
-    }
-    return DataLoader(loader.dataset, sampler=sampler, **settings)
-
-
-def _shard_loader(data: IterableData, training: bool, seed: int) -> IterableData:
-    source = data.source
-    if isinstance(source, DataLoader) and _default_sampling(source):
-        _agreed_size(len(source.dataset), "data set" if training else "evaluation data set")
-        sampler = _ShardSampler(
-            len(source.dataset),
-            source.batch_size,
-            shuffle=training and isinstance(source.sampler, RandomSampler),
-            seed=seed,
-            training=training,
-            rank=rank(),
-            world=world_size(),
-        )
-        return _ShardedLoader(_rebuilt(source, sampler), None if training else sampler.counts)
-    if isinstance(source, DataLoader) and isinstance(source.sampler, DistributedSampler):
-        return _EpochedLoader(source) if training else data
-    warnings.warn(
-        f"kfit cannot split a {type(source).__name__} among the {world_size()} processes: each "
-        "uses all of it as given. Pass arrays, a map-style Dataset or a DataLoader with its "
-        "default sampler (kfit then splits it), or a DataLoader with a DistributedSampler. "
-        "Every process must yield the same number of batches.",
-        stacklevel=4,
-    )
-    return data
+def _processes() -> Processes:
+    """This process's rank, the number of processes, and the size check, for the data."""
+    return Processes(rank(), world_size(), _agreed_size)
 
 
 def _shared_seed() -> int:
@@ -418,9 +244,7 @@ def _shared_seed() -> int:
     return _all_gather_object(int(torch.randint(2**62, ()).item()))[0]
 
 
-def shard_for_training(
-    data: ArrayData | IterableData, device: torch.device | None = None
-) -> ArrayData | IterableData:
+def shard_for_training(data: DataSource, device: torch.device | None = None) -> DataSource:
     """This process's part of the training data; the data itself when alone.
 
     In-memory data: every pass (epoch) all processes draw the same order (a seed shared from
@@ -428,7 +252,15 @@ def shard_for_training(
     `training_positions`), so all take the same number of steps; `batch_size` is per
     process. A DataLoader with its default sampler (or a map-style Dataset) is rebuilt with
     such a sampler; one with a DistributedSampler gets `set_epoch` every pass; other sources
-    are used as given (with a warning).
+    are used as given (with a warning). Each kind of source does its own part
+    (`DataSource.for_training_process`).
+
+    Args:
+        data: the training data.
+        device: the model's device (see `setup`).
+
+    Returns:
+        This process's part of `data`.
 
     Raises:
         ValueError: when the processes hold different numbers of samples, or fewer than one
@@ -438,23 +270,41 @@ def shard_for_training(
     if not is_distributed():
         return data
     seed = _shared_seed()
-    if isinstance(data, IterableData):
-        return _shard_loader(data, training=True, seed=seed)
-    _agreed_size(data.size, "training data")
-    return _TrainingShard(data, seed, rank(), world_size())
+    return data.for_training_process(seed, _processes())
+
+
+@overload
+def shard_for_evaluation(
+    data: DataSource, batch_size: int, steps: int | None, device: torch.device | None = None
+) -> DataSource: ...
+
+
+@overload
+def shard_for_evaluation(
+    data: None, batch_size: int, steps: int | None, device: torch.device | None = None
+) -> None: ...
 
 
 def shard_for_evaluation(
-    data: ArrayData | IterableData | None,
+    data: DataSource | None,
     batch_size: int,
     steps: int | None,
     device: torch.device | None = None,
-) -> ArrayData | IterableData | None:
+) -> DataSource | None:
     """This process's consecutive part of evaluation data: every sample once, no padding.
 
     With `steps`, the samples of the first `steps` batches are split. The parts differ by at
     most one sample, so the processes may run different numbers of steps; nothing in an
     evaluation step waits for the others.
+
+    Args:
+        data: the evaluation data, or None.
+        batch_size: samples per step.
+        steps: the number of steps, or None for all the data.
+        device: the model's device (see `setup`).
+
+    Returns:
+        This process's part of `data` (None for None).
 
     Raises:
         ValueError: when the processes hold different numbers of samples, or fewer than one
@@ -463,18 +313,7 @@ def shard_for_evaluation(
     setup(device)
     if data is None or not is_distributed():
         return data
-    if isinstance(data, IterableData):
-        return _shard_loader(data, training=False, seed=0)
-    if steps is not None and steps * batch_size < data.size:
-        first = slice(0, steps * batch_size)
-        data = ArrayData(
-            index_tree(data.x, first),
-            index_tree(data.y, first),
-            index_tree(data.sample_weight, first),
-            steps * batch_size,
-        )
-    _agreed_size(data.size, "evaluation data")
-    return _EvaluationShard(data, rank(), world_size())
+    return data.for_evaluation_process(batch_size, steps, _processes())
 
 
 def _gather_rows(tensor: torch.Tensor, counts: list[int]) -> torch.Tensor:
@@ -489,12 +328,19 @@ def _gather_rows(tensor: torch.Tensor, counts: list[int]) -> torch.Tensor:
     return gathered.bool() if is_bool else gathered
 
 
-def gather_outputs(outputs: Any, data: ArrayData | IterableData) -> Any:
+def gather_outputs(outputs: Any, data: DataSource) -> Any:
     """`predict`'s outputs of every process, in the input order; this process's when alone.
 
     For a source kfit could not split, each process keeps its own outputs.
+
+    Args:
+        outputs: this process's outputs (a tensor or a structure of them).
+        data: the data they were predicted from, as `shard_for_evaluation` returned it.
+
+    Returns:
+        The outputs of every process, concatenated in rank order.
     """
-    counts = getattr(data, "counts", None)
+    counts = data.counts
     if counts is None or not is_distributed():
         return outputs
     return map_tree(lambda tensor: _gather_rows(tensor, counts), outputs)
@@ -572,7 +418,7 @@ def _metrics_of(model: nn.Module) -> list[torchmetrics.Metric]:
     """Every torchmetrics metric the trainer reads: `model.metrics` and their sub-metrics."""
     return [
         sub
-        for metric in model.metrics
+        for metric in cast("list[nn.Module]", model.metrics)  # kfit.Model's list
         for sub in metric.modules()
         if isinstance(sub, torchmetrics.Metric)
     ]
@@ -620,12 +466,9 @@ def agrees_each_step(callback_list: Any, mode: str) -> bool:
     """
     if mode != "train" or not is_distributed():
         return False
-    from kfit.callbacks.backup_and_restore import BackupAndRestore
-    from kfit.callbacks.model_checkpoint import ModelCheckpoint
-
     return any(
         not getattr(callback, "rank_zero_only", False)
-        and not isinstance(callback, ModelCheckpoint | BackupAndRestore)  # they never stop
+        and getattr(callback, "may_stop_training", True)  # ModelCheckpoint, BackupAndRestore: no
         for hook in ("on_train_batch_begin", "on_train_batch_end")
         for callback in callback_list.targets(hook)
     )

@@ -389,7 +389,7 @@ def test_host_data_is_prefetched_to_the_gpu_batch_for_batch():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_model_on_cuda_reports_an_indexed_device_and_trains_on_host_batches(monkeypatch):
-    monkeypatch.setattr(kfit.data, "_ON_DEVICE_SHARE", 0.0)  # force the pinned host path
+    monkeypatch.setattr(kfit.data.arrays, "_ON_DEVICE_SHARE", 0.0)  # force the pinned host path
     model = kfit.Model(torch.nn.Linear(3, 1))
     model.compile(optimizer="sgd", loss="mse", device="cuda")
     assert model.device.index is not None

@@ -30,6 +30,8 @@ import kfit
 from kfit import distributed
 from kfit.callbacks.callback_list import CallbackList
 from kfit.data import ArrayData
+from kfit.data.arrays import EvaluationShard, TrainingShard
+from kfit.data.iterables import ShardSampler, default_sampling, rebuilt_loader
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ddp_worker  # noqa: E402 - the script the processes run, for its data and network
@@ -300,7 +302,7 @@ def test_training_positions_split_the_order_into_equal_disjoint_step_blocks(
 def test_evaluation_parts_cover_every_sample_once_in_order(size, world):
     x = torch.arange(size, dtype=torch.float32)[:, None]
     whole = ArrayData(x, x.clone(), None, size)
-    parts = [distributed._EvaluationShard(whole, r, world) for r in range(world)]
+    parts = [EvaluationShard(whole, r, world) for r in range(world)]
     counts = distributed.evaluation_counts(size, world)
     assert [part.size for part in parts] == counts
     assert max(counts) - min(counts) <= 1
@@ -315,7 +317,7 @@ def test_training_shards_share_a_new_order_each_pass_and_take_disjoint_parts():
     size, world, batch_size = 23, 2, 4
     x = torch.arange(size, dtype=torch.float32)[:, None]
     data = ArrayData(x, x.clone(), None, size)
-    shards = [distributed._TrainingShard(data, seed=11, rank=r, world=world) for r in range(2)]
+    shards = [TrainingShard(data, seed=11, rank=r, world=world) for r in range(2)]
     cpu = torch.device("cpu")
     passes = [[sum(_ids(s.batches(batch_size, True, cpu)), []) for s in shards] for _ in range(2)]
     for first, second in passes:
@@ -328,9 +330,9 @@ def test_training_shards_share_a_new_order_each_pass_and_take_disjoint_parts():
 def test_a_rebuilt_loader_yields_what_the_array_shard_yields():
     size, world, batch_size = 19, 2, 3
     x = torch.arange(size, dtype=torch.float32)[:, None]
-    array_shard = distributed._TrainingShard(ArrayData(x, None, None, size), 5, 1, world)
-    sampler = distributed._ShardSampler(size, batch_size, True, 5, True, rank=1, world=world)
-    loader = distributed._rebuilt(DataLoader(TensorDataset(x), batch_size=batch_size), sampler)
+    array_shard = TrainingShard(ArrayData(x, None, None, size), 5, 1, world)
+    sampler = ShardSampler(size, batch_size, True, 5, True, rank=1, world=world)
+    loader = rebuilt_loader(DataLoader(TensorDataset(x), batch_size=batch_size), sampler)
     assert loader.batch_size == batch_size
     for _ in range(2):  # the same order every pass, passes differ
         expected = _ids(array_shard.batches(batch_size, True, torch.device("cpu")))
@@ -339,11 +341,11 @@ def test_a_rebuilt_loader_yields_what_the_array_shard_yields():
 
 def test_only_default_sampling_loaders_are_rebuilt():
     dataset = TensorDataset(torch.zeros(8, 1))
-    assert distributed._default_sampling(DataLoader(dataset, batch_size=2, shuffle=True))
-    assert distributed._default_sampling(DataLoader(dataset, batch_size=2))
+    assert default_sampling(DataLoader(dataset, batch_size=2, shuffle=True))
+    assert default_sampling(DataLoader(dataset, batch_size=2))
     weighted = torch.utils.data.WeightedRandomSampler([1.0] * 8, 8)
-    assert not distributed._default_sampling(DataLoader(dataset, sampler=weighted))
-    assert not distributed._default_sampling(DataLoader(dataset, batch_size=None))
+    assert not default_sampling(DataLoader(dataset, sampler=weighted))
+    assert not default_sampling(DataLoader(dataset, batch_size=None))
 
 
 # --------------------------------------------------------------------------- one process
@@ -386,6 +388,30 @@ def test_on_another_rank_printing_and_writing_callbacks_and_save_are_skipped(
     assert list(tmp_path.iterdir()) == []
     model.summary(input_size=(2, 3))
     assert capsys.readouterr().out == ""
+
+
+def test_steps_agree_on_stopping_only_for_callbacks_that_may_stop(tmp_path, monkeypatch):
+    class Stopper(kfit.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    model = kfit.Model(nn.Linear(3, 1))
+    savers = [
+        kfit.callbacks.ModelCheckpoint(str(tmp_path / "m.pt"), save_freq=1),
+        kfit.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=1),
+    ]
+    assert all(not saver.may_stop_training for saver in savers)
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    assert not distributed.agrees_each_step(CallbackList(savers, model, {}), "train")
+    assert distributed.agrees_each_step(CallbackList([*savers, Stopper()], model, {}), "train")
+    assert not distributed.agrees_each_step(CallbackList([Stopper()], model, {}), "test")
+
+
+def test_distributed_reads_callbacks_by_their_flags_and_imports_none():
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("kfit")
+    callbacks = [m for m in graph.modules if m.startswith("kfit.callbacks")]
+    assert not [m for m in callbacks if graph.chain_exists("kfit.distributed", m)]
 
 
 def test_the_metrics_read_locally_are_every_accumulator_of_the_model(xy):

@@ -69,6 +69,7 @@ class BackupAndRestore(Callback):
     """
 
     runs_last = True
+    may_stop_training = False  # it saves and restores, never stops
 
     def __init__(
         self,

@@ -28,6 +28,13 @@ class Callback:
     #: Run only in the process of rank 0 under torchrun (for callbacks that print or write).
     rank_zero_only = False
 
+    #: Whether a training batch hook may set `model.stop_training` (a kfit addition). Under
+    #: torchrun, while some callback that runs everywhere and may stop has a training batch
+    #: hook, the processes agree on `stop_training` after every step (one may stop on its own
+    #: NaN loss); callbacks that only save (`ModelCheckpoint`, `BackupAndRestore`) set it to
+    #: False, sparing that exchange.
+    may_stop_training = True
+
     #: Run after every other callback at each hook (a kfit addition): `BackupAndRestore`
     #: sets it, so that what it saves at an epoch's end holds the other callbacks' updated
     #: state and that epoch's History entry, and what it restores at `on_train_begin` comes

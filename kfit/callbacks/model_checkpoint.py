@@ -54,6 +54,8 @@ class ModelCheckpoint(MonitorCallback):
         >>> model.load("checkpoints/model-07-0.1234.pt")
     """
 
+    may_stop_training = False  # it saves, never stops
+
     def __init__(
         self,
         filepath: str | os.PathLike,

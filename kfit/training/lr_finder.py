@@ -33,7 +33,6 @@ import torch
 
 from kfit import data as data_module
 from kfit import saving
-from kfit.data import ArrayData
 from kfit.progress import Progbar
 
 if TYPE_CHECKING:
@@ -379,8 +378,8 @@ def lr_find(
     # sets every submodule's mode.
     rng = saving.rng_state()
     modes = [(module, module.training) for module in model.modules()]
-    if isinstance(data, ArrayData):
-        data = data.to(model.device)
+    data = data.to(model.device)
+    if data.in_memory:
         model._check_first_batch(data, batch_size)
     optimizer = model._optimizer_for_step()
     saved = _SavedState(model, optimizer, rng, modes)

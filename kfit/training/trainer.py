@@ -29,7 +29,7 @@ from kfit.callbacks.progbar_logger import ProgbarLogger
 from kfit.callbacks.torch_scheduler import as_callback
 from kfit.compiled import loss_terms
 from kfit.compiled.outputs import check_predictions
-from kfit.data import ArrayData, IterableData, batch_size_of
+from kfit.data import DataSource, batch_size_of
 from kfit.training import isolation, precision
 from kfit.training.tracking import MetricTracking, read_values, to_float32
 
@@ -406,18 +406,13 @@ class Trainer(MetricTracking):
         if validation_data is not None:
             val = self._validation_data(validation_data, validation_batch_size or batch_size)
         elif validation_split:
-            if not isinstance(train, ArrayData):
-                raise ValueError(
-                    "`validation_split` needs in-memory arrays or tensors; with a "
-                    f"{type(x).__name__}, pass `validation_data` instead."
-                )
-            train, val = train.split(validation_split)
+            train, val = train.split(validation_split)  # in-memory data only
         if class_weight is not None:  # training samples only, as in Keras
             train = self._apply_class_weight(train, class_weight)
-        train = train.to(self.device) if isinstance(train, ArrayData) else train
-        val = val.to(self.device) if isinstance(val, ArrayData) else val
+        train = train.to(self.device)
+        val = None if val is None else val.to(self.device)
         for streamed in (train, val):
-            if isinstance(streamed, IterableData):
+            if streamed is not None and not streamed.in_memory:  # checked batch by batch
                 self._check_targets_of(streamed)
 
         # A custom train_step with the default test_step may not use the compiled loss at
@@ -430,7 +425,7 @@ class Trainer(MetricTracking):
             (None if custom_train_only else train, batch_size),
             (val, validation_batch_size or batch_size),
         ):
-            if isinstance(checked, ArrayData):
+            if checked is not None and checked.in_memory:
                 with isolation.run_lock(self).hold():  # no other thread's evaluate meanwhile
                     self._check_first_batch(checked, checked_batch_size)
         # Under torchrun: this process's part of the data, and a DDP training forward.
@@ -534,7 +529,7 @@ class Trainer(MetricTracking):
         """
         return self._ending_with_error
 
-    def _check_first_batch(self, data: ArrayData, batch_size: int) -> None:
+    def _check_first_batch(self, data: DataSource, batch_size: int) -> None:
         """Runs the loss and metrics once on the first batch, in eval mode, without gradients.
 
         This settles `'accuracy'`/`'crossentropy'`, materialises lazy modules, and raises any
@@ -545,8 +540,7 @@ class Trainer(MetricTracking):
         try:
             with _inference(self), state.jit.paused() if state.jit else contextlib.nullcontext():
                 self.test_step(data_module.as_yielded(first))
-            if state.loss is not None and data.y is not None:
-                state.loss.check_targets(data.y)  # every class id, once, up front
+            self._check_targets_of(data)  # every class id, once, up front
         except Exception as err:
             if isinstance(err, RuntimeError):  # torch's own message names no argument
                 err.add_note(f"kfit: raised by the first batch, {_described_batch(first)}.")
@@ -607,7 +601,7 @@ class Trainer(MetricTracking):
 
     def _batch_stream(
         self,
-        data: ArrayData | IterableData,
+        data: DataSource,
         batch_size: int,
         shuffle: bool,
         steps_per_epoch: int | None,
@@ -615,14 +609,12 @@ class Trainer(MetricTracking):
         """Yields one iterator of batches per epoch (continuing across epochs if `steps`)."""
 
         def one_pass() -> Iterator[data_module.Batch]:
-            if isinstance(data, ArrayData):
-                return data.batches(batch_size, shuffle, self.device)
-            return data.batches(self.float_dtype, self.device)
+            return data.batches(batch_size, shuffle, self.device, self.float_dtype)
 
         if steps_per_epoch is None:
             while True:
                 yield one_pass()
-        if isinstance(data, IterableData) and data.one_shot:
+        if data.one_shot:
             endless = one_pass()
         else:
             endless = itertools.chain.from_iterable(one_pass() for _ in itertools.count())
@@ -635,20 +627,12 @@ class Trainer(MetricTracking):
             return (epoch + 1) % validation_freq == 0
         return epoch + 1 in validation_freq
 
-    def _apply_class_weight(self, train: Any, class_weight: dict[Any, float]) -> ArrayData:
+    def _apply_class_weight(self, train: DataSource, class_weight: dict[Any, float]) -> DataSource:
         if not isinstance(class_weight, dict):
             raise ValueError(
                 f"`class_weight` must be a dict {{class: weight}}; got {class_weight!r}."
             )
-        if not isinstance(train, ArrayData):
-            raise ValueError(
-                "`class_weight` needs in-memory arrays; a data set can yield "
-                "(x, y, sample_weight) instead."
-            )
-        if train.sample_weight is not None:
-            raise ValueError("Pass either `class_weight` or `sample_weight`, not both.")
-        weights = data_module.class_weight_to_sample_weight(train.y, class_weight)
-        return ArrayData(train.x, train.y, weights.to(self.float_dtype), train.size)
+        return train.with_class_weight(class_weight, self.float_dtype)  # in-memory data only
 
     def _validation_data(self, validation_data: Any, batch_size: int):
         if data_module.is_data_source(validation_data):
@@ -735,19 +719,16 @@ class Trainer(MetricTracking):
             with isolation.kept_accumulators(self.metrics):
                 yield
 
-    def _check_targets_of(self, data: ArrayData | IterableData | None) -> None:
+    def _check_targets_of(self, data: DataSource | None) -> None:
         """Class ids outside the output's classes raise a `ValueError` (see `check_targets`).
 
         In-memory targets are checked at once (once the loss knows the number of classes, from
         the first batch it saw); streamed ones batch by batch on the host, before their copy.
         """
         compiled_loss = self._compiled("fit").loss
-        if compiled_loss is None:
+        if compiled_loss is None or data is None:
             return
-        if isinstance(data, IterableData):
-            data.check_targets = compiled_loss.check_targets
-        elif isinstance(data, ArrayData) and data.y is not None:
-            compiled_loss.check_targets(data.y)
+        data.check_targets_with(compiled_loss.check_targets)
 
     def _prepare_run(self, x, y, sample_weight, batch_size, verbose, steps, callbacks):
         """Validates the arguments shared by `evaluate` and `predict`; builds data and hooks."""
@@ -758,7 +739,7 @@ class Trainer(MetricTracking):
         data = data_module.make_data(
             x, y, sample_weight, self.float_dtype, batch_size=batch_size, shuffle=False
         )
-        data = data.to(self.device) if isinstance(data, ArrayData) else data
+        data = data.to(self.device)
         data = distributed.shard_for_evaluation(data, batch_size, steps, self.device)
         callback_list = CallbackList(
             [*(callbacks or []), *([ProgbarLogger()] if verbose else [])],
@@ -777,7 +758,7 @@ class Trainer(MetricTracking):
 
     def _evaluate_data(
         self,
-        data: ArrayData | IterableData,
+        data: DataSource,
         batch_size: int,
         steps: int | None,
         callback_list: CallbackList,
@@ -838,7 +819,7 @@ class Trainer(MetricTracking):
 
     def _predict_data(
         self,
-        data: ArrayData | IterableData,
+        data: DataSource,
         batch_size: int,
         steps: int | None,
         callback_list: CallbackList,
@@ -911,14 +892,8 @@ class Trainer(MetricTracking):
         check_predictions(outputs)
         return _to_numpy(outputs)
 
-    def _whole_batch(self, data: ArrayData | IterableData) -> data_module.Batch:
-        if not isinstance(data, ArrayData):
-            raise ValueError("`*_on_batch` methods take arrays or tensors, not data sets.")
-        return (
-            data_module.move_tree(data.x, self.device),
-            data_module.move_tree(data.y, self.device),
-            data_module.move_tree(data.sample_weight, self.device),
-        )
+    def _whole_batch(self, data: DataSource) -> data_module.Batch:
+        return data.whole_batch(self.device)  # arrays only
 
 
 def _described_batch(batch: data_module.Batch) -> str:
