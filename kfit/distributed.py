@@ -134,6 +134,14 @@ def set_ddp_options(**options: Any) -> None:
     _ddp_options.update(options)
 
 
+@overload
+def setup(device: torch.device) -> torch.device: ...
+
+
+@overload
+def setup(device: None = None) -> None: ...
+
+
 def setup(device: torch.device | None = None) -> torch.device | None:
     """Joins torchrun's process group (once) and maps an unnumbered CUDA device to this process.
 
