@@ -57,7 +57,7 @@ import torch
 from kfit import data as data_module
 from kfit.compiled import loss_terms
 from kfit.optimizers import KerasAttributes
-from kfit.training.trainer import Trainer
+from kfit.training.step import Step
 
 
 def _forward_and_loss(model: Any, x: Any, y: Any, sample_weight: Any) -> tuple[Any, Any]:
@@ -170,7 +170,7 @@ class Jit:
                 torch._dynamo.mark_static_address(tensor)
 
     def _eager_step(self, model: Any, x: Any, y: Any, sample_weight: Any) -> None:
-        """The eager training step (as `Trainer.train_step`), nothing compiled."""
+        """The eager training step (as `Step.train_step`), nothing compiled."""
         with self.paused():
             with model.compile_state.precision.autocast():
                 y_pred, loss = model._forward_and_loss(x, y, sample_weight)
@@ -248,7 +248,7 @@ class Jit:
         if (
             not self._warned_custom_step
             and torch.is_grad_enabled()
-            and type(model).train_step is not Trainer.train_step
+            and type(model).train_step is not Step.train_step
         ):
             self._warned_custom_step = True
             self.whole_step = False
@@ -299,7 +299,7 @@ def _loss_is_pure(model: Any) -> bool:
     compiled_loss = model.compile_state.loss
     terms = model._loss_terms
     return (
-        type(model).compute_loss is Trainer.compute_loss
+        type(model).compute_loss is Step.compute_loss
         and (compiled_loss is None or not compiled_loss.trackers)
         and not terms.functions
         and not terms.trackers
@@ -543,7 +543,7 @@ def _compiled_step(mode: str | None) -> Callable[..., Any]:
 def whole_step_blocker(model: Any) -> str | None:
     """Why `model`'s training step cannot be compiled whole (None when it can)."""
     optimizer = model.optimizer
-    if type(model).compute_loss is not Trainer.compute_loss:
+    if type(model).compute_loss is not Step.compute_loss:
         return "the model has its own compute_loss"
     if model.compile_state.precision.scaler is not None:
         return "precision='16-mixed' scales the loss with a GradScaler"
