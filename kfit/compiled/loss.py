@@ -8,7 +8,6 @@ the first batch's `y_true` and `y_pred` by Keras's rule.
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -109,7 +108,7 @@ def check_class_ids(
     )
 
 
-class LossTracker(metrics_module._Accumulator):
+class LossTracker(metrics_module.Accumulator):
     """The epoch `loss`: batch losses averaged with their batch sizes as weights (Keras)."""
 
     def __init__(self, name: str = "loss"):
@@ -408,22 +407,20 @@ class CompiledLoss:
             return used[0]
         return None
 
-    def _find_fused_mean(self) -> Callable[..., torch.Tensor | None] | None:
-        """The one-call batch mean of a single unweighted output's loss, if it has one."""
+    def _find_fused_mean(self) -> Callable[[Any, Any], torch.Tensor | None] | None:
+        """The loss's fused batch mean, when the step loss is that one unweighted loss.
+
+        Only the structure is decided here (one output, no key, weight 1); whether the loss
+        has a fused path is the loss's own decision (`LossFunctionWrapper.batch_mean`).
+        """
         if len(self.slots) != 1 or len(self.terms) != 1 or self.terms[0][2] != 1.0:
             return None
         if self.slots[0].key is not None:  # one entry of a dict/namedtuple output
             return None
         fn = self.terms[0][1].fn
-        if not isinstance(fn, losses_module.LossFunctionWrapper) or fn.reduction not in (
-            "sum_over_batch_size",
-            "mean",
-        ):
-            return None
-        batch_mean = losses_module._BATCH_MEANS.get(fn.fn)
-        if batch_mean is None or (fn.fn in PROBABILISTIC_LOSSES and not fn.from_logits):
-            return None  # no fused form (cross-entropies have one from logits only)
-        return functools.partial(batch_mean, **fn.fn_kwargs) if fn.fn_kwargs else batch_mean
+        if isinstance(fn, losses_module.LossFunctionWrapper) and fn.has_batch_mean:
+            return fn.batch_mean
+        return None
 
     def _weights(self, slots: list[OutputSlot]) -> list[float]:
         weights = self._loss_weights
@@ -444,7 +441,7 @@ class CompiledLoss:
         self.slots: list[OutputSlot] = []
         self.terms: list[tuple[OutputSlot, OutputLoss, float]] = []
         self.trackers: dict[str, LossTracker] = {}
-        self._fused_mean: Callable[..., torch.Tensor | None] | None = None
+        self._fused_mean: Callable[[Any, Any], torch.Tensor | None] | None = None
         self._weights_checked = False
         self.built = False
 

@@ -172,10 +172,9 @@ class CompiledMetrics:
             update = metric.update
         elif (
             isinstance(metric, metrics_module.MeanMetricWrapper)
-            and metric._batch_sum is not None
-            and type(metric).update is metrics_module.MeanMetricWrapper.update  # not overridden
+            and metric.fast_update is not None  # the metric's own choice
         ):
-            update = metric._update_unweighted  # the common case, in fewer calls
+            update = metric.fast_update  # the common case, in fewer calls
         else:  # unweighted, or a user's torchmetrics object called as (preds, target)
 
             def update(y_pred, y_true, sample_weight):
