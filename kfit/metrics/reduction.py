@@ -94,6 +94,9 @@ class Mean(Accumulator):
         2.0
     """
 
+    total: torch.Tensor  # the states, typed (nn.Module's attributes are not)
+    count: torch.Tensor
+
     def __init__(self, name: str = "mean", dtype: Any = None):
         super().__init__(name=name, dtype=dtype)
 
@@ -104,7 +107,9 @@ class Mean(Accumulator):
             return
         self._accumulate(*weighted_sums(values, sample_weight))
 
-    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+    def update_state(  # type: ignore[override]  # Keras's Mean: (values, sample_weight)
+        self, values: Any, sample_weight: Any = None
+    ) -> None:
         """Keras spelling of `update` (takes tensors, lists or arrays)."""
         self.update(as_tensor(values, self.device), as_tensor(sample_weight, self.device))
 
@@ -123,6 +128,8 @@ class Sum(Metric):
         4.0
     """
 
+    total: torch.Tensor  # the state, typed (nn.Module's attributes are not)
+
     def __init__(self, name: str = "sum", dtype: Any = None):
         super().__init__(name=name, dtype=dtype)
         self.add_state("total", torch.zeros(()), dist_reduce_fx="sum")
@@ -134,7 +141,9 @@ class Sum(Metric):
         else:
             self.total.add_(weighted_sums(values, sample_weight, reduce="sum")[0])
 
-    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+    def update_state(  # type: ignore[override]  # Keras's Sum: (values, sample_weight)
+        self, values: Any, sample_weight: Any = None
+    ) -> None:
         """Keras spelling of `update` (takes tensors, lists or arrays)."""
         self.update(as_tensor(values, self.device), as_tensor(sample_weight, self.device))
 
@@ -168,6 +177,10 @@ class MeanMetricWrapper(Accumulator):
     """
 
     higher_is_better = False
+    total: torch.Tensor  # the states, typed (nn.Module's attributes are not)
+    count: torch.Tensor
+    _fn: Callable[..., torch.Tensor]
+    _batch_sum: Callable[..., tuple[torch.Tensor, int]] | None
 
     def __init__(
         self,
@@ -233,6 +246,7 @@ class MeanMetricWrapper(Accumulator):
         update of every step (a `'mae'`, an `'accuracy'`), and each Python call counts for
         small models. Reached through `fast_update` (which checks that it applies).
         """
+        assert self._batch_sum is not None  # for mypy: `fast_update` checked it
         state = self.__dict__
         state["_computed"] = None
         state["_update_count"] += 1

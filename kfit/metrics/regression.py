@@ -181,6 +181,11 @@ class R2Score(Metric):
     """
 
     higher_is_better = True
+    sum: torch.Tensor  # the states, typed (nn.Module's attributes are not)
+    squared_sum: torch.Tensor
+    total_mse: torch.Tensor
+    count: torch.Tensor
+    num_samples: torch.Tensor
     # States sized by the first batch: torchmetrics' `forward` must update the epoch states
     # first (its "full state" path) rather than add a batch's states to unsized ones.
     full_state_update = True
