@@ -470,7 +470,8 @@ class LossFunctionWrapper(Loss):
             isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor)
         ):
             y_true, y_pred, _ = self.convert_inputs(y_true, y_pred)
-        return fused(y_true, y_pred, **self.fn_kwargs)
+        options = self.fn_kwargs
+        return fused(y_true, y_pred, **options) if options else fused(y_true, y_pred)
 
     def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         return self.fn(y_true, y_pred, **self.fn_kwargs)
