@@ -8,7 +8,6 @@ the first batch's `y_true` and `y_pred` by Keras's rule.
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -109,13 +108,16 @@ def check_class_ids(
     )
 
 
-class LossTracker(metrics_module._Accumulator):
+class LossTracker(metrics_module.Accumulator):
     """The epoch `loss`: batch losses averaged with their batch sizes as weights (Keras)."""
+
+    total: torch.Tensor  # the Accumulator's states, typed (nn.Module's attributes are not)
+    count: torch.Tensor
 
     def __init__(self, name: str = "loss"):
         super().__init__(name=name)
 
-    def update(self, loss: torch.Tensor, batch_size: int | torch.Tensor) -> None:  # type: ignore[override]
+    def update(self, loss: torch.Tensor, batch_size: int | torch.Tensor) -> None:
         if isinstance(batch_size, torch.Tensor):  # a weight on the device (Keras style)
             self.total.add_((loss.detach() * batch_size).sum())
             self.count.add_(batch_size.sum())
@@ -123,7 +125,9 @@ class LossTracker(metrics_module._Accumulator):
         self.total.add_(loss.detach(), alpha=batch_size)
         self._accumulate_count(batch_size)
 
-    def update_state(self, values: torch.Tensor, sample_weight: Any = None) -> None:
+    def update_state(  # type: ignore[override]  # Keras's Mean: (values, sample_weight)
+        self, values: torch.Tensor, sample_weight: Any = None
+    ) -> None:
         """Keras's `Mean.update_state` for a custom step: `tracker.update_state(loss)`.
 
         Each call counts once, or `sample_weight` times (Keras's own step passes the batch
@@ -176,8 +180,9 @@ class OutputLoss:
                 }[kind]
             )
         if isinstance(self.fn, nn.Module) and hasattr(self.fn, "reduction"):
-            self._unreduced_module = copy.copy(self.fn)
-            self._unreduced_module.reduction = "none"
+            unreduced: Any = copy.copy(self.fn)
+            unreduced.reduction = "none"
+            self._unreduced_module = unreduced
         self._warn_if_logits(y_pred)
         self.class_ids = self._class_ids(y_true, y_pred)
         if self.class_ids is not None:
@@ -326,6 +331,11 @@ class CompiledLoss:
         loss_weights: a number, a list (one per output) or a dict `{output name: weight}`.
     """
 
+    slots: list[OutputSlot]
+    terms: list[tuple[OutputSlot, OutputLoss, float]]
+    trackers: dict[str, LossTracker]
+    _fused_mean: Callable[[Any, Any], torch.Tensor | None] | None
+
     def __init__(self, loss: Any, loss_weights: Any = None):
         _check_loss_weights(loss_weights)
         for identifier in spec_leaves(loss):  # a misspelt id fails at compile
@@ -408,22 +418,20 @@ class CompiledLoss:
             return used[0]
         return None
 
-    def _find_fused_mean(self) -> Callable[..., torch.Tensor | None] | None:
-        """The one-call batch mean of a single unweighted output's loss, if it has one."""
+    def _find_fused_mean(self) -> Callable[[Any, Any], torch.Tensor | None] | None:
+        """The loss's fused batch mean, when the step loss is that one unweighted loss.
+
+        Only the structure is decided here (one output, no key, weight 1); whether the loss
+        has a fused path is the loss's own decision (`LossFunctionWrapper.batch_mean`).
+        """
         if len(self.slots) != 1 or len(self.terms) != 1 or self.terms[0][2] != 1.0:
             return None
         if self.slots[0].key is not None:  # one entry of a dict/namedtuple output
             return None
         fn = self.terms[0][1].fn
-        if not isinstance(fn, losses_module.LossFunctionWrapper) or fn.reduction not in (
-            "sum_over_batch_size",
-            "mean",
-        ):
-            return None
-        batch_mean = losses_module._BATCH_MEANS.get(fn.fn)
-        if batch_mean is None or (fn.fn in PROBABILISTIC_LOSSES and not fn.from_logits):
-            return None  # no fused form (cross-entropies have one from logits only)
-        return functools.partial(batch_mean, **fn.fn_kwargs) if fn.fn_kwargs else batch_mean
+        if isinstance(fn, losses_module.LossFunctionWrapper) and fn.has_batch_mean:
+            return fn.batch_mean
+        return None
 
     def _weights(self, slots: list[OutputSlot]) -> list[float]:
         weights = self._loss_weights
@@ -441,10 +449,10 @@ class CompiledLoss:
 
     def unbuild(self) -> None:
         """Forgets what `build` settled (after a first batch that failed)."""
-        self.slots: list[OutputSlot] = []
-        self.terms: list[tuple[OutputSlot, OutputLoss, float]] = []
-        self.trackers: dict[str, LossTracker] = {}
-        self._fused_mean: Callable[..., torch.Tensor | None] | None = None
+        self.slots = []
+        self.terms = []
+        self.trackers = {}
+        self._fused_mean = None
         self._weights_checked = False
         self.built = False
 

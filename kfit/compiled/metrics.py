@@ -58,6 +58,10 @@ class CompiledMetrics:
         weighted_metrics: metrics that take `sample_weight` into account, in the same forms.
     """
 
+    entries: list[tuple[str, torchmetrics.Metric, bool]]
+    _entry_outputs: list[tuple[OutputSlot, int]]
+    _updates: list[Callable[..., None]]
+
     def __init__(self, metrics: Any, weighted_metrics: Any):
         for spec in (metrics, weighted_metrics):
             for identifier in spec_leaves(spec):  # fail on a misspelt id now, not mid-training
@@ -172,10 +176,9 @@ class CompiledMetrics:
             update = metric.update
         elif (
             isinstance(metric, metrics_module.MeanMetricWrapper)
-            and metric._batch_sum is not None
-            and type(metric).update is metrics_module.MeanMetricWrapper.update  # not overridden
+            and metric.fast_update is not None  # the metric's own choice
         ):
-            update = metric._update_unweighted  # the common case, in fewer calls
+            update = metric.fast_update  # the common case, in fewer calls
         else:  # unweighted, or a user's torchmetrics object called as (preds, target)
 
             def update(y_pred, y_true, sample_weight):
@@ -191,9 +194,9 @@ class CompiledMetrics:
 
     def unbuild(self) -> None:
         """Forgets the accumulators (after a first batch that failed)."""
-        self.entries: list[tuple[str, torchmetrics.Metric, bool]] = []
-        self._entry_outputs: list[tuple[OutputSlot, int]] = []  # each entry's output
-        self._updates: list[Callable[..., None]] = []
+        self.entries = []
+        self._entry_outputs = []  # each entry's output
+        self._updates = []
         self.built = not (spec_leaves(self._metrics) or spec_leaves(self._weighted_metrics))
 
     @staticmethod

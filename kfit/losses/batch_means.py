@@ -67,8 +67,8 @@ def _bce_batch_mean(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis
 
 
 def _cce_batch_mean(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    if not from_logits or y_pred.dim() != 2 or axis not in (-1, 1):
-        return None
+    if not from_logits or y_pred.dim() != 2 or axis not in (-1, 1) or y_pred.shape[-1] == 1:
+        return None  # one class: the per-sample path warns, as Keras does
     y_true, y_pred = match_shapes(y_true, y_pred, "categorical_crossentropy")
     return F.cross_entropy(y_pred, y_true, label_smoothing=label_smoothing)
 

@@ -33,8 +33,14 @@ EPSILON = 1e-7  # keras.config.epsilon()
 Reduction = Literal["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none"]
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
-#: Per-sample loss function -> its unweighted batch mean as one fused torch call (or None for
-#: the cases it does not cover); `kfit.losses.batch_means` fills it in.
+_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
+
+#: The fused paths of the losses. Per-sample loss function `fn` -> `batch_mean(y_true, y_pred,
+#: **options)`, the same number as `fn(y_true, y_pred, **options).mean()` (the unweighted
+#: `'sum_over_batch_size'` reduction) in one fused torch call, or None for the options or
+#: inputs it does not cover. `kfit.losses.batch_means` fills it in; `LossFunctionWrapper` is the
+#: only place that chooses an entry (see `LossFunctionWrapper.batch_mean`), and
+#: tests/test_fast_paths.py checks every entry against the per-sample path.
 BATCH_MEANS: dict[Callable[..., torch.Tensor], Callable[..., torch.Tensor | None]] = {}
 
 
@@ -363,8 +369,23 @@ def _as_tensor(value: Any, float_dtype: torch.dtype, device: torch.device) -> to
     return value
 
 
+#: The methods a fused batch mean stands in for (see `LossFunctionWrapper.fused_mean_allowed`).
+_FUSED_STAND_INS = ("__call__", "call", "compute_mask", "convert_inputs")
+
+
+def _defining_module(cls: type, method: str) -> str:
+    """The module of the class in `cls`'s MRO that defines `method`."""
+    owner = next(klass for klass in cls.__mro__ if method in vars(klass))
+    return owner.__module__
+
+
 class LossFunctionWrapper(Loss):
     """Turns a per-sample function `fn(y_true, y_pred, **kwargs)` into a `Loss`.
+
+    Two paths give the same number: the general one (`call`, `compute_mask`, then
+    `reduce_weighted`), and, for an unweighted mean of a function with an entry in
+    `BATCH_MEANS`, that entry's fused batch mean (fewer kernels per step). `batch_mean` is the
+    one place that chooses between them; `__call__` and `kfit.compiled`'s step loss both ask it.
 
     Args:
         fn: the per-sample loss function.
@@ -373,6 +394,18 @@ class LossFunctionWrapper(Loss):
         dtype: the dtype to compute in; see `Loss`.
         **kwargs: options passed to `fn` on every call.
     """
+
+    #: Whether this class may use the fused batch means. A fused mean stands in for `call`,
+    #: `compute_mask`, `convert_inputs` and `__call__` as kfit defines them (its entry declines
+    #: the options those would change, e.g. `ignore_class`), so a subclass that overrides one
+    #: of them outside kfit always takes the general path. Set per class, when it is defined.
+    fused_mean_allowed: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.fused_mean_allowed = all(
+            _defining_module(cls, method).startswith("kfit.") for method in _FUSED_STAND_INS
+        )
 
     def __init__(
         self,
@@ -390,20 +423,64 @@ class LossFunctionWrapper(Loss):
         self.fn = fn
         self.fn_kwargs = kwargs
 
+    @property
+    def fn(self) -> Callable[..., torch.Tensor]:
+        """The per-sample loss function; setting it chooses its fused batch mean again."""
+        return self._fn
+
+    @fn.setter
+    def fn(self, fn: Callable[..., torch.Tensor]) -> None:
+        self._fn = fn
+        fused = None
+        if type(self).fused_mean_allowed:
+            try:
+                fused = BATCH_MEANS.get(fn)
+            except TypeError:  # an unhashable callable object has no entry
+                fused = None
+        self._fused_mean = fused
+
+    @property
+    def has_batch_mean(self) -> bool:
+        """Whether `batch_mean` may apply: `fn` has a fused mean and `reduction` is a mean.
+
+        The fused function can still decline particular options or inputs (then `batch_mean`
+        returns None); `kfit.compiled` reads this once, at build, to skip asking at all.
+        """
+        return self._fused_mean is not None and self.reduction in _MEAN_REDUCTIONS
+
+    def batch_mean(self, y_true: Any, y_pred: Any) -> torch.Tensor | None:
+        """The unweighted loss by the fused path, or None where only the general path applies.
+
+        It applies when `fn` has an entry in `BATCH_MEANS`, `reduction` is
+        `'sum_over_batch_size'`/`'mean'`, the class keeps kfit's own methods
+        (`fused_mean_allowed`), and the entry covers these options and inputs.
+
+        Args:
+            y_true: the targets.
+            y_pred: the predictions.
+
+        Returns:
+            `self(y_true, y_pred)` without sample weights (the same value as the general path,
+            to rounding), or None.
+        """
+        fused = self._fused_mean
+        if fused is None or self.reduction not in _MEAN_REDUCTIONS:
+            return None
+        if self._dtype is not None or not (
+            isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor)
+        ):
+            y_true, y_pred, _ = self.convert_inputs(y_true, y_pred)
+        options = self.fn_kwargs
+        return fused(y_true, y_pred, **options) if options else fused(y_true, y_pred)
+
     def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
-        if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean"):
-            batch_mean = BATCH_MEANS.get(self.fn)
-            if batch_mean is not None:
-                if self._dtype is not None or not (
-                    isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor)
-                ):
-                    y_true, y_pred, _ = self.convert_inputs(y_true, y_pred)
-                loss = batch_mean(y_true, y_pred, **self.fn_kwargs)
-                if loss is not None:
-                    return loss
+        if sample_weight is None:
+            loss = self.batch_mean(y_true, y_pred)
+            if loss is not None:
+                return loss
         return super().__call__(y_true, y_pred, sample_weight)
 
     def get_config(self) -> dict[str, Any]:

@@ -103,9 +103,6 @@ from kfit.metrics.regression import (
     RootMeanSquaredError,
 )
 
-#: The former private name of `Accumulator` (kfit.compiled's LossTracker derives from it).
-_Accumulator = Accumulator
-
 __all__ = [
     "ACCURACY_IDS",
     "ALL_OBJECTS_DICT",

@@ -93,14 +93,28 @@ def sparse_top_k_categorical_accuracy(
 # --------------------------------------------------------------------------- batch sums
 
 
-def _sparse_accuracy_batch_sum(y_true: torch.Tensor, y_pred: torch.Tensor):
+def _hit_count(hits: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """The number of hits, in the floating dtype the per-sample path would sum them in.
+
+    Counted in one kernel, exactly (as a float32 or wider sum: float64 predictions give a
+    float64 count, so its per-sample mean is not rounded to float32).
+    """
+    return hits.sum(dtype=torch.promote_types(y_pred.dtype, torch.float32))
+
+
+def _sparse_accuracy_batch_sum(
+    y_true: torch.Tensor, y_pred: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     labels = sparse_labels(y_true, y_pred, "sparse_categorical_accuracy")
-    return samplewise_total((labels == y_pred.argmax(-1)).sum(), labels.shape)
+    return samplewise_total(_hit_count(labels == y_pred.argmax(-1), y_pred), labels.shape)
 
 
-def _categorical_accuracy_batch_sum(y_true: torch.Tensor, y_pred: torch.Tensor):
+def _categorical_accuracy_batch_sum(
+    y_true: torch.Tensor, y_pred: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     y_true, y_pred = match_shapes(y_true, y_pred, "categorical_accuracy")
-    return samplewise_total((y_true.argmax(-1) == y_pred.argmax(-1)).sum(), y_pred.shape[:-1])
+    hits = y_true.argmax(-1) == y_pred.argmax(-1)
+    return samplewise_total(_hit_count(hits, y_pred), y_pred.shape[:-1])
 
 
 BATCH_SUMS[sparse_categorical_accuracy] = _sparse_accuracy_batch_sum

@@ -23,9 +23,11 @@ from kfit.metrics.base import (
 
 __all__ = ["BATCH_SUMS", "Mean", "MeanMetricWrapper", "Sum", "samplewise_total", "weighted_sums"]
 
-#: Per-sample functions with a faster unweighted batch reduction: `fn -> f(y_true, y_pred)`
-#: returning `(sum of per-sample values, number of samples)`. The modules defining the
-#: functions fill it in.
+#: The fast paths of the metrics. Per-sample function `fn` (used without options) ->
+#: `batch_sum(y_true, y_pred)` returning `(sum of per-sample values, number of samples)` in
+#: fewer kernels: the same as `samplewise_total(fn(y_true, y_pred).sum(), shape)`. The modules
+#: defining the functions fill it in; `MeanMetricWrapper` is the only place that chooses an
+#: entry, and tests/test_fast_paths.py checks every entry against the per-sample path.
 BATCH_SUMS: dict[Callable[..., torch.Tensor], Callable[..., tuple[torch.Tensor, int]]] = {}
 
 
@@ -92,6 +94,9 @@ class Mean(Accumulator):
         2.0
     """
 
+    total: torch.Tensor  # the states, typed (nn.Module's attributes are not)
+    count: torch.Tensor
+
     def __init__(self, name: str = "mean", dtype: Any = None):
         super().__init__(name=name, dtype=dtype)
 
@@ -102,7 +107,9 @@ class Mean(Accumulator):
             return
         self._accumulate(*weighted_sums(values, sample_weight))
 
-    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+    def update_state(  # type: ignore[override]  # Keras's Mean: (values, sample_weight)
+        self, values: Any, sample_weight: Any = None
+    ) -> None:
         """Keras spelling of `update` (takes tensors, lists or arrays)."""
         self.update(as_tensor(values, self.device), as_tensor(sample_weight, self.device))
 
@@ -121,6 +128,8 @@ class Sum(Metric):
         4.0
     """
 
+    total: torch.Tensor  # the state, typed (nn.Module's attributes are not)
+
     def __init__(self, name: str = "sum", dtype: Any = None):
         super().__init__(name=name, dtype=dtype)
         self.add_state("total", torch.zeros(()), dist_reduce_fx="sum")
@@ -132,7 +141,9 @@ class Sum(Metric):
         else:
             self.total.add_(weighted_sums(values, sample_weight, reduce="sum")[0])
 
-    def update_state(self, values: Any, sample_weight: Any = None) -> None:
+    def update_state(  # type: ignore[override]  # Keras's Sum: (values, sample_weight)
+        self, values: Any, sample_weight: Any = None
+    ) -> None:
         """Keras spelling of `update` (takes tensors, lists or arrays)."""
         self.update(as_tensor(values, self.device), as_tensor(sample_weight, self.device))
 
@@ -145,6 +156,11 @@ class MeanMetricWrapper(Accumulator):
 
     The epoch value is the sample-weighted mean, over every sample seen, of `fn`'s values
     averaged within each sample (`w = 1` without weights), accumulated on the device.
+
+    Two paths give the same value: the general one (`fn`, then a per-sample reduction), and,
+    for an unweighted update of a function with an entry in `BATCH_SUMS` and no options, that
+    entry's batch sum. The entry is chosen when `fn` is set; `update` takes it for unweighted
+    batches, and `fast_update` offers it to per-step callers (the compiled metrics).
 
     Args:
         fn: a per-sample function such as `kfit.metrics.mean_absolute_error`.
@@ -161,6 +177,10 @@ class MeanMetricWrapper(Accumulator):
     """
 
     higher_is_better = False
+    total: torch.Tensor  # the states, typed (nn.Module's attributes are not)
+    count: torch.Tensor
+    _fn: Callable[..., torch.Tensor]
+    _batch_sum: Callable[..., tuple[torch.Tensor, int]] | None
 
     def __init__(
         self,
@@ -171,11 +191,39 @@ class MeanMetricWrapper(Accumulator):
         **kwargs: Any,
     ):
         super().__init__(name=name or _snake_case(getattr(fn, "__name__", "metric")), dtype=dtype)
-        self.fn = fn
         self.fn_kwargs = kwargs
-        self._batch_sum = BATCH_SUMS.get(fn) if not kwargs else None
+        self.fn = fn
         if higher_is_better is not None:
             self.direction = "up" if higher_is_better else "down"
+
+    @property
+    def fn(self) -> Callable[..., torch.Tensor]:
+        """The per-sample function; setting it chooses its batch sum again."""
+        return self._fn
+
+    @fn.setter
+    def fn(self, fn: Callable[..., torch.Tensor]) -> None:
+        self._fn = fn
+        batch_sum = None
+        if not self.fn_kwargs:  # the batch sums take no options
+            try:
+                batch_sum = BATCH_SUMS.get(fn)
+            except TypeError:  # an unhashable callable object has no entry
+                batch_sum = None
+        self._batch_sum = batch_sum
+
+    @property
+    def fast_update(self) -> Callable[..., None] | None:
+        """`f(preds, target, *ignored)`: one unweighted update in one call, or None.
+
+        For a caller that updates the metric once per step without sample weights and with
+        gradients off (the compiled metrics): the batch sum, with the update wrapper's
+        bookkeeping written inline. None when `fn` has no batch sum, or when a subclass
+        overrides `update`: such a metric must always be updated through its `update`.
+        """
+        if self._batch_sum is None or type(self).update is not MeanMetricWrapper.update:
+            return None
+        return self._update_unweighted
 
     def update(
         self, preds: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None
@@ -196,8 +244,9 @@ class MeanMetricWrapper(Accumulator):
 
         The update wrapper's bookkeeping is written inline: this is the common metric
         update of every step (a `'mae'`, an `'accuracy'`), and each Python call counts for
-        small models. Only for functions with a batch sum (`_batch_sum` is not None).
+        small models. Reached through `fast_update` (which checks that it applies).
         """
+        assert self._batch_sum is not None  # for mypy: `fast_update` checked it
         state = self.__dict__
         state["_computed"] = None
         state["_update_count"] += 1

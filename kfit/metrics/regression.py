@@ -8,9 +8,6 @@ from typing import Any, Literal
 import torch
 
 from kfit.losses import (
-    _l1_sum,
-    _l2_normalize,
-    _mse_sum,
     cosine_distance,
     log_cosh,
     match_shapes,
@@ -19,6 +16,8 @@ from kfit.losses import (
     mean_squared_error,
     mean_squared_logarithmic_error,
 )
+from kfit.losses.batch_means import l1_sum, mse_sum
+from kfit.losses.loss import l2_normalize
 from kfit.metrics.base import Metric, squeeze_or_expand_to_same_rank
 from kfit.metrics.reduction import BATCH_SUMS, MeanMetricWrapper, samplewise_total
 
@@ -37,19 +36,19 @@ __all__ = [
 
 def _positive_cosine(y_true: torch.Tensor, y_pred: torch.Tensor, axis: int = -1) -> torch.Tensor:
     y_true, y_pred = match_shapes(y_true, y_pred, "cosine_similarity")
-    return (_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis)).sum(axis)
+    return (l2_normalize(y_true, axis) * l2_normalize(y_pred, axis)).sum(axis)
 
 
 def _mae_batch_sum(y_true: torch.Tensor, y_pred: torch.Tensor):
     y_true, y_pred = match_shapes(y_true, y_pred, "mean_absolute_error")
-    return samplewise_total(_l1_sum(y_pred, y_true), y_pred.shape)  # one kernel
+    return samplewise_total(l1_sum(y_pred, y_true), y_pred.shape)  # one kernel
 
 
 def _mse_batch_sum(y_true: torch.Tensor, y_pred: torch.Tensor):
     y_true, y_pred = match_shapes(y_true, y_pred, "mean_squared_error")
     if not y_pred.is_floating_point():  # the ATen op has no integer kernel
         return samplewise_total((y_pred - y_true).square().sum(), y_pred.shape)
-    return samplewise_total(_mse_sum(y_pred, y_true), y_pred.shape)
+    return samplewise_total(mse_sum(y_pred, y_true), y_pred.shape)
 
 
 BATCH_SUMS[mean_absolute_error] = _mae_batch_sum
@@ -182,6 +181,11 @@ class R2Score(Metric):
     """
 
     higher_is_better = True
+    sum: torch.Tensor  # the states, typed (nn.Module's attributes are not)
+    squared_sum: torch.Tensor
+    total_mse: torch.Tensor
+    count: torch.Tensor
+    num_samples: torch.Tensor
     # States sized by the first batch: torchmetrics' `forward` must update the epoch states
     # first (its "full state" path) rather than add a batch's states to unsized ones.
     full_state_update = True
