@@ -362,8 +362,8 @@ class _DDPForward:
 
     Built at the first training call, so that lazy modules are materialised first (by one
     forward pass without gradients, in eval mode). Building it copies rank 0's parameters and
-    buffers to every process. Kept in the model's `__dict__`, out of the module registry: the
-    wrapper holds the model, and `state_dict` keys stay unprefixed.
+    buffers to every process. Not a module, so `model.ddp_forward` stays out of the module
+    registry: the wrapper holds the model, and `state_dict` keys stay unprefixed.
     """
 
     def __init__(self, model: nn.Module, key: tuple[Any, ...]):
@@ -404,19 +404,19 @@ def _wrapper_key(model: nn.Module) -> tuple[Any, ...]:
     return str(model.device), repr(sorted(_ddp_options.items())), parameters
 
 
-def prepare_training(model: nn.Module) -> None:
+def prepare_training(model: Any) -> None:
     """Gives `model` a DistributedDataParallel training forward when processes are running.
 
     A wrapper made earlier is kept while the model's device, parameters (and which of them
     train) and `set_ddp_options` stay the same; `Trainer.call_forward` uses it in training mode.
     """
     if not is_distributed():
-        model.__dict__["_ddp_forward"] = None
+        model.ddp_forward = None
         return
     key = _wrapper_key(model)
-    current = model.__dict__.get("_ddp_forward")
+    current = getattr(model, "ddp_forward", None)
     if current is None or current.key != key:
-        model.__dict__["_ddp_forward"] = _DDPForward(model, key)
+        model.ddp_forward = _DDPForward(model, key)
 
 
 # --------------------------------------------------------------------------- metrics and logs

@@ -367,7 +367,7 @@ def test_without_torchrun_nothing_changes(xy):
     read = model.get_metrics_result
     assert distributed.local_reads(read, model) is read
     model.fit(x, y, epochs=1, verbose=0)
-    assert model.__dict__["_ddp_forward"] is None
+    assert model.ddp_forward is None
     assert not dist.is_initialized()
     progress = kfit.callbacks.ProgbarLogger()
     assert CallbackList([progress], model, {}).callbacks == [progress]

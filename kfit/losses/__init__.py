@@ -296,7 +296,8 @@ def deserialize(
         raise unknown_id_error("loss class", class_name, classes, "kfit.losses.ALL_OBJECTS_DICT")
     if not isinstance(found, type):
         return found
-    return found.from_config(dict(inner or {}))
+    loss_class: Any = found  # a kfit Loss class (the table holds classes and functions)
+    return loss_class.from_config(dict(inner or {}))
 
 
 def _resolve(identifier: str, table: Mapping[str, Any]) -> Any:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from kfit.losses import _l2_normalize, match_shapes
+from kfit.losses import l2_normalize, match_shapes
 from kfit.metrics.reduction import MeanMetricWrapper
 
 __all__ = [
@@ -22,7 +22,7 @@ def pearson_correlation(y_true: torch.Tensor, y_pred: torch.Tensor, axis: int = 
     y_true, y_pred = match_shapes(y_true, y_pred, "pearson_correlation")
     true_c = y_true - y_true.mean(axis, keepdim=True)
     pred_c = y_pred - y_pred.mean(axis, keepdim=True)
-    return (_l2_normalize(true_c, axis) * _l2_normalize(pred_c, axis)).sum(axis)
+    return (l2_normalize(true_c, axis) * l2_normalize(pred_c, axis)).sum(axis)
 
 
 def concordance_correlation(

@@ -9,7 +9,6 @@ import torch
 import torchmetrics
 
 from kfit import losses as _losses
-from kfit.losses import _snake_case, unknown_id_error
 from kfit.metrics import accuracy as _accuracy
 from kfit.metrics import correlation as _correlation
 from kfit.metrics.accuracy import (
@@ -59,6 +58,7 @@ from kfit.metrics.regression import (
     R2Score,
     RootMeanSquaredError,
 )
+from kfit.registry import snake_case, unknown_id_error
 
 __all__ = [
     "ACCURACY_IDS",
@@ -119,7 +119,7 @@ _CLASSES: list[type[Metric]] = [
 #: Keras's aliases. `'accuracy'`/`'acc'` are settled from the data's shapes by compile.
 ALL_OBJECTS_DICT: dict[str, type[Metric]] = {
     **{cls.__name__: cls for cls in _CLASSES},
-    **{_snake_case(cls.__name__): cls for cls in _CLASSES},
+    **{snake_case(cls.__name__): cls for cls in _CLASSES},
     "bce": BinaryCrossentropy,
     "BCE": BinaryCrossentropy,
     "mse": MeanSquaredError,

@@ -547,7 +547,7 @@ def whole_step_blocker(model: Any) -> str | None:
         return "the model has its own compute_loss"
     if model.compile_state.precision.scaler is not None:
         return "precision='16-mixed' scales the loss with a GradScaler"
-    if model.__dict__.get("_ddp_forward") is not None:
+    if model.ddp_forward is not None:
         return "torchrun's DDP forward"
     if optimizer is None or _functional_update(optimizer) is None:
         name = type(optimizer).__name__ if optimizer is not None else "none"

@@ -26,6 +26,11 @@ class Step(MetricTracking):
     optimizer: torch.optim.Optimizer | None
     #: `Model.forward` as kfit defines it (a subclass that overrides it is called itself).
     _plain_forward: Any
+    #: torchrun: the DistributedDataParallel forward that training calls, set by
+    #: `kfit.distributed.prepare_training`; None otherwise.
+    ddp_forward: Any = None
+    #: The wrapped module and the label keys (`labels`, `label`) its forward takes.
+    _accepted_labels: tuple[Any, set[str]] | None = None
 
     if TYPE_CHECKING:
 
@@ -107,7 +112,7 @@ class Step(MetricTracking):
         ):  # 4-d inputs in the layout the model's weights use
             x = data_module.map_tree(_to_channels_last, x)
         model: Any = self
-        ddp_forward = self.__dict__.get("_ddp_forward")
+        ddp_forward = self.ddp_forward
         if ddp_forward is not None and self.training:  # torchrun: gradients averaged (DDP)
             model = ddp_forward
         elif model is self and self._wraps_plainly():
@@ -129,13 +134,13 @@ class Step(MetricTracking):
         called with a dict batch would fail on it.
         """
         target: Any = self._modules["module"] if self._wraps_plainly() else self
-        accepted = self.__dict__.get("_accepted_labels")
+        accepted = self._accepted_labels
         if accepted is None or accepted[0] is not target:
             parameters = inspect.signature(target.forward).parameters
             takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
             keys = {k for k in data_module.LABEL_KEYS if takes_any or k in parameters}
             accepted = (target, keys)
-            self.__dict__["_accepted_labels"] = accepted
+            self._accepted_labels = accepted
         return {k: v for k, v in x.items() if k not in data_module.LABEL_KEYS or k in accepted[1]}
 
     def _wraps_plainly(self) -> bool:
