@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from kfit.internals import mark_updated
 from kfit.losses import _snake_case
 from kfit.metrics.base import (
     Accumulator,
@@ -199,8 +200,7 @@ class MeanMetricWrapper(Accumulator):
         small models. Only for functions with a batch sum (`_batch_sum` is not None).
         """
         state = self.__dict__
-        state["_computed"] = None
-        state["_update_count"] += 1
+        mark_updated(state)
         total, count = self._batch_sum(target, preds)
         state["total"].add_(total)
         state["_host_count"] += count
