@@ -45,6 +45,7 @@ from kfit.data.sharded import training_indices as training_indices
 from kfit.data.sharded import training_positions as training_positions
 from kfit.data.source import DataSource
 from kfit.data.trees import map_tree
+from kfit.internals import sync_disabled
 
 __all__ = [
     "barrier",
@@ -444,16 +445,9 @@ def local_reads(read: Callable[[], dict[str, Any]], model: nn.Module):
         return read
 
     def read_locally() -> dict[str, Any]:
-        metrics = _metrics_of(model)
-        flags = [metric._to_sync for metric in metrics]
-        for metric in metrics:
-            metric._to_sync = False
-        try:
+        # On exit the local values are dropped: the epoch's read must not get them.
+        with sync_disabled(_metrics_of(model)):
             return read()
-        finally:
-            for metric, flag in zip(metrics, flags, strict=True):
-                metric._to_sync = flag
-                metric._computed = None  # the epoch's read must not get this local value
 
     return read_locally
 

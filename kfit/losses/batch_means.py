@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from kfit.internals import aten_loss
 from kfit.losses.crossentropy import (
     binary_crossentropy,
     categorical_crossentropy,
@@ -32,12 +33,11 @@ def same_shape_loss(name: str, reduction: str) -> Callable[..., torch.Tensor]:
     (the same kernel, the same numbers) is called directly; the public function is the
     fallback should torch move it.
     """
-    aten_op = getattr(torch._C._nn, name, None)
-    if aten_op is None:
+    fused = aten_loss(name, reduction)
+    if fused is None:
         public = getattr(F, name)
         return lambda y_pred, y_true: public(y_pred, y_true, reduction=reduction)
-    enum = {"mean": 1, "sum": 2}[reduction]  # torch.nn._reduction.get_enum
-    return lambda y_pred, y_true: aten_op(y_pred, y_true, enum)
+    return fused
 
 
 _mse_mean = same_shape_loss("mse_loss", "mean")

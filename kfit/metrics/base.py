@@ -16,6 +16,13 @@ import torch
 import torchmetrics
 from lightning_utilities import apply_to_collection
 
+from kfit.internals import (
+    cache_result,
+    cached_result,
+    mark_updated,
+    reset_bookkeeping,
+    state_defaults,
+)
 from kfit.losses import _snake_case
 from kfit.variables import MetricVariable, _unwrap
 
@@ -99,7 +106,7 @@ class Metric(torchmetrics.Metric):
     @property
     def variables(self) -> list[torch.Tensor]:
         """The metric's states, in the order they were added (Keras's `variables`)."""
-        return [getattr(self, name) for name in self._defaults]
+        return [getattr(self, name) for name in state_defaults(self)]
 
     def resize_state(self, name: str, shape: tuple[int, ...], device: torch.device) -> None:
         """Gives state `name` zeros of `shape`; `reset()` keeps that shape from then on.
@@ -107,7 +114,7 @@ class Metric(torchmetrics.Metric):
         For a state sized by the first batch, as Keras builds its variables.
         """
         dtype = getattr(self, name).dtype
-        self._defaults[name] = torch.zeros(shape, dtype=dtype)
+        state_defaults(self)[name] = torch.zeros(shape, dtype=dtype)
         setattr(self, name, torch.zeros(shape, dtype=dtype, device=device))
 
     @classmethod
@@ -122,8 +129,7 @@ class Metric(torchmetrics.Metric):
         state = self.__dict__
 
         def wrapped(*args: Any, **kwargs: Any) -> None:
-            state["_computed"] = None
-            state["_update_count"] += 1
+            mark_updated(state)
             if torch.is_grad_enabled():
                 with torch.no_grad():
                     update(*args, **kwargs)
@@ -142,13 +148,14 @@ class Metric(torchmetrics.Metric):
         state = self.__dict__
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if state["_computed"] is not None:
-                return state["_computed"]
-            if not state["_update_count"] or self.distributed_available_fn():
+            cached = cached_result(state)
+            if cached is not None:
+                return cached
+            if not self.update_count or self.distributed_available_fn():
                 return synced(*args, **kwargs)
             value = _squeezed_copy(compute(*args, **kwargs))
             if self.compute_with_cache:
-                state["_computed"] = value
+                cache_result(state, value)
             return value
 
         return wrapped
@@ -218,10 +225,10 @@ class Metric(torchmetrics.Metric):
             default = torch.full(shape, fills[initializer], dtype=dtype)
         else:
             default = torch.broadcast_to(torch.as_tensor(initializer, dtype=dtype), shape)
-        name = name or f"variable_{len(self._defaults)}"
+        name = name or f"variable_{len(state_defaults(self))}"
         # Stored apart from the name, which the subclass often gives its attribute too.
         state = f"keras_variable_{name}"
-        if state in self._defaults:
+        if state in state_defaults(self):
             raise ValueError(f"The metric {self.name!r} already has a variable named {name!r}.")
         self.add_state(state, default.clone(), dist_reduce_fx=aggregation)
         return MetricVariable(self, state, name)
@@ -319,19 +326,13 @@ class Accumulator(Metric):
         # by every metric every epoch). New zero tensors, not zeroed in place: torchmetrics'
         # `forward` keeps the old ones to merge back.
         state = self.__dict__
-        for name, default in self._defaults.items():
+        for name, default in state_defaults(self).items():
             if not isinstance(default, torch.Tensor):  # a subclass's list state
                 super().reset()
                 break
             state[name] = default.detach().clone().to(state[name].device)
-        state.update(
-            _update_count=0,
-            _forward_cache=None,
-            _computed=None,
-            _cache=None,
-            _is_synced=False,
-            _host_count=0,
-        )
+        reset_bookkeeping(state)
+        state["_host_count"] = 0
 
 
 def _keras_update(self: Metric, *args: Any, **kwargs: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from kfit.internals import mark_updated
 from kfit.losses import _snake_case
 from kfit.metrics.base import (
     Accumulator,
@@ -248,8 +249,7 @@ class MeanMetricWrapper(Accumulator):
         """
         assert self._batch_sum is not None  # for mypy: `fast_update` checked it
         state = self.__dict__
-        state["_computed"] = None
-        state["_update_count"] += 1
+        mark_updated(state)
         total, count = self._batch_sum(target, preds)
         state["total"].add_(total)
         state["_host_count"] += count

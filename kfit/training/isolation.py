@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torchmetrics
 
+from kfit.internals import set_update_count
+
 
 class RunLock:
     """A re-entrant lock for one model, fair to other threads at `fit`'s step boundaries.
@@ -144,8 +146,7 @@ def kept_accumulators(metrics: Iterable[Any]) -> Iterator[None]:
             metric.reset()  # drops the evaluation's cached result and any host-side counts
             for name, value in state.items():
                 setattr(metric, name, value)
-            # torchmetrics keeps the number of updates privately (`metric_values` reads it).
-            metric._update_count = update_count
+            set_update_count(metric, update_count)  # `metric_values` reads it
 
 
 def _copied(value: Any) -> Any:
