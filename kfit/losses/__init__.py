@@ -51,7 +51,6 @@ from kfit.losses.loss import (
     Loss,
     LossFunctionWrapper,
     Reduction,
-    l2_normalize,
     match_shapes,
     reduce_weighted,
     sparse_labels,
@@ -77,7 +76,7 @@ from kfit.losses.regression import (
     mean_squared_logarithmic_error,
 )
 from kfit.losses.segmentation import Dice, Tversky, dice, tversky
-from kfit.registry import closest_name, snake_case, unknown_id_error
+from kfit.registry import closest_name, unknown_id_error
 
 __all__ = [
     "ALL_OBJECTS_DICT",
@@ -141,10 +140,6 @@ __all__ = [
     "tversky",
     "unknown_id_error",
 ]
-
-# Names other kfit modules imported from here before the split; kept while they still do.
-_snake_case = snake_case
-_l2_normalize = l2_normalize
 
 _CLASSES: list[type[Loss]] = [
     BinaryCrossentropy,

@@ -23,7 +23,7 @@ from kfit.internals import (
     reset_bookkeeping,
     state_defaults,
 )
-from kfit.losses import _snake_case
+from kfit.registry import snake_case
 from kfit.variables import MetricVariable, _unwrap
 
 __all__ = [
@@ -76,7 +76,7 @@ class Metric(torchmetrics.Metric):
 
     def __init__(self, name: str | None = None, dtype: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.name = name or _snake_case(type(self).__name__)
+        self.name = name or snake_case(type(self).__name__)
         #: 'up' when higher values are better, else 'down' (Keras's `_direction`).
         self.direction = "up" if self.higher_is_better else "down"
         self.dtype_name = _dtype_name(dtype)
@@ -163,6 +163,9 @@ class Metric(torchmetrics.Metric):
     #: True for a subclass written the Keras way (`update_state`/`result`, not
     #: `update`/`compute`): `update` then takes Keras's argument order.
     keras_style = False
+    #: A Keras-style subclass's own `update_state` and `result` (set by `__init_subclass__`).
+    _keras_update_state: Callable[..., None]
+    _keras_result: Callable[..., Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -171,13 +174,14 @@ class Metric(torchmetrics.Metric):
         # names call the wrapped ones, so both spellings count updates and clear the cache.
         if "update_state" in cls.__dict__ and getattr(cls.update, "__isabstractmethod__", False):
             cls.keras_style = True
+            # Methods swapped on purpose (see above); the checker flags any method assignment.
             cls._keras_update_state = cls.__dict__["update_state"]
-            cls.update = _keras_update
-            cls.update_state = _keras_update_state
+            cls.update = _keras_update  # type: ignore[method-assign, assignment]
+            cls.update_state = _keras_update_state  # type: ignore[method-assign]
         if "result" in cls.__dict__ and getattr(cls.compute, "__isabstractmethod__", False):
             cls._keras_result = cls.__dict__["result"]
-            cls.compute = _keras_compute
-            cls.result = Metric.result
+            cls.compute = _keras_compute  # type: ignore[method-assign, assignment]
+            cls.result = Metric.result  # type: ignore[method-assign]
 
     def add_variable(
         self,
@@ -275,6 +279,9 @@ class Accumulator(Metric):
     folded into the `count` state before any read or sync, which saves one device operation
     per update.
     """
+
+    total: torch.Tensor  # the states (add_state), typed for the checker
+    count: torch.Tensor
 
     def __init__(self, name: str | None = None, dtype: Any = None):
         super().__init__(name=name, dtype=dtype)

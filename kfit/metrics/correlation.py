@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from kfit.losses import l2_normalize, match_shapes
+from kfit.losses import match_shapes
+from kfit.losses.loss import l2_normalize
 from kfit.metrics.reduction import MeanMetricWrapper
 
 __all__ = [

@@ -14,13 +14,13 @@ from typing import Any
 import torch
 
 from kfit.internals import mark_updated
-from kfit.losses import _snake_case
 from kfit.metrics.base import (
     Accumulator,
     Metric,
     as_tensor,
     squeeze_or_expand_to_same_rank,
 )
+from kfit.registry import snake_case
 
 __all__ = ["BATCH_SUMS", "Mean", "MeanMetricWrapper", "Sum", "samplewise_total", "weighted_sums"]
 
@@ -191,7 +191,7 @@ class MeanMetricWrapper(Accumulator):
         higher_is_better: bool | None = None,
         **kwargs: Any,
     ):
-        super().__init__(name=name or _snake_case(getattr(fn, "__name__", "metric")), dtype=dtype)
+        super().__init__(name=name or snake_case(getattr(fn, "__name__", "metric")), dtype=dtype)
         self.fn_kwargs = kwargs
         self.fn = fn
         if higher_is_better is not None:
