@@ -34,6 +34,7 @@ import torch
 from kfit import data as data_module
 from kfit import saving
 from kfit.progress import Progbar
+from kfit.training.arguments import check_int, check_verbose
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -254,11 +255,8 @@ def _check_arguments(
     start, end = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
     if end <= start:
         raise ValueError(f"`end_lr` must be greater than `start_lr`; got {end_lr} <= {start_lr}.")
-    for name, value, minimum in (("num_steps", num_steps, 2), ("batch_size", batch_size, 1)):
-        if value is None and name == "batch_size":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-            raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+    check_int("num_steps", num_steps, 2)
+    check_int("batch_size", batch_size, 1, allow_none=True)
     if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real):
         raise ValueError(f"`smoothing` must be a number in [0, 1); got {smoothing!r}.")
     if not 0 <= float(smoothing) < 1:
@@ -269,8 +267,7 @@ def _check_arguments(
             raise ValueError(
                 f"`diverge_threshold` must be > 1 (or None); got {diverge_threshold!r}."
             )
-    if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2; got {verbose!r}.")
+    check_verbose(verbose)
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
     ):
