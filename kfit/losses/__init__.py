@@ -21,176 +21,81 @@ from typing import Any
 import torch
 from torch import nn
 
+import kfit.losses.crossentropy as _crossentropy
+import kfit.losses.ctc as _ctc
+import kfit.losses.hinge as _hinge
+import kfit.losses.loss as _loss
+import kfit.losses.metric_learning as _metric_learning
+import kfit.losses.probabilistic as _probabilistic
+import kfit.losses.regression as _regression
+import kfit.losses.segmentation as _segmentation
 from kfit.losses import batch_means  # noqa: F401  (importing it fills BATCH_MEANS)
-from kfit.losses.crossentropy import (
-    BinaryCrossentropy,
-    BinaryFocalCrossentropy,
-    CategoricalCrossentropy,
-    CategoricalFocalCrossentropy,
-    CategoricalGeneralizedCrossEntropy,
-    SparseCategoricalCrossentropy,
-    binary_crossentropy,
-    binary_focal_crossentropy,
-    categorical_crossentropy,
-    categorical_focal_crossentropy,
-    categorical_generalized_cross_entropy,
-    sparse_categorical_crossentropy,
-)
-from kfit.losses.ctc import CTC, ctc
-from kfit.losses.hinge import (
-    CategoricalHinge,
-    Hinge,
-    SquaredHinge,
-    categorical_hinge,
-    hinge,
-    squared_hinge,
-)
-from kfit.losses.loss import (
-    BATCH_MEANS,
-    EPSILON,
-    Loss,
-    LossFunctionWrapper,
-    Reduction,
-    match_shapes,
-    reduce_weighted,
-    sparse_labels,
-)
-from kfit.losses.metric_learning import Circle, circle
-from kfit.losses.probabilistic import KLDivergence, Poisson, kl_divergence, poisson
+from kfit.losses.crossentropy import *  # noqa: F403
+from kfit.losses.crossentropy import binary_crossentropy
+from kfit.losses.ctc import *  # noqa: F403
+from kfit.losses.hinge import *  # noqa: F403
+from kfit.losses.loss import *  # noqa: F403
+from kfit.losses.loss import Loss
+from kfit.losses.metric_learning import *  # noqa: F403
+from kfit.losses.probabilistic import *  # noqa: F403
+from kfit.losses.probabilistic import kl_divergence
+from kfit.losses.regression import *  # noqa: F403
 from kfit.losses.regression import (
-    CosineDistance,
-    CosineSimilarity,
-    Huber,
-    LogCosh,
-    MeanAbsoluteError,
-    MeanAbsolutePercentageError,
-    MeanSquaredError,
-    MeanSquaredLogarithmicError,
-    cosine_distance,
-    cosine_similarity,
-    huber,
-    log_cosh,
     mean_absolute_error,
     mean_absolute_percentage_error,
     mean_squared_error,
     mean_squared_logarithmic_error,
 )
-from kfit.losses.segmentation import Dice, Tversky, dice, tversky
+from kfit.losses.segmentation import *  # noqa: F403
 from kfit.registry import closest_name, unknown_id_error
+
+#: The family modules: every loss class and function a family lists in its `__all__` is a
+#: `kfit.losses` name and a `compile(loss=...)` id (a new loss touches its family alone).
+_FAMILIES = (
+    _regression,
+    _crossentropy,
+    _probabilistic,
+    _hinge,
+    _segmentation,
+    _ctc,
+    _metric_learning,
+)
 
 __all__ = [
     "ALL_OBJECTS_DICT",
-    "BATCH_MEANS",
-    "CTC",
-    "BinaryCrossentropy",
-    "BinaryFocalCrossentropy",
-    "CategoricalCrossentropy",
-    "CategoricalFocalCrossentropy",
-    "CategoricalGeneralizedCrossEntropy",
-    "CategoricalHinge",
-    "Circle",
-    "CosineDistance",
-    "CosineSimilarity",
-    "Dice",
-    "EPSILON",
-    "Hinge",
-    "Huber",
-    "KLDivergence",
-    "LogCosh",
-    "Loss",
-    "LossFunctionWrapper",
-    "MeanAbsoluteError",
-    "MeanAbsolutePercentageError",
-    "MeanSquaredError",
-    "MeanSquaredLogarithmicError",
-    "Poisson",
-    "Reduction",
-    "SparseCategoricalCrossentropy",
-    "SquaredHinge",
-    "Tversky",
-    "binary_crossentropy",
-    "binary_focal_crossentropy",
-    "categorical_crossentropy",
-    "categorical_focal_crossentropy",
-    "categorical_generalized_cross_entropy",
-    "categorical_hinge",
-    "circle",
     "closest_name",
-    "cosine_distance",
-    "cosine_similarity",
-    "ctc",
     "deserialize",
-    "dice",
     "get",
-    "hinge",
-    "huber",
-    "kl_divergence",
-    "log_cosh",
-    "match_shapes",
-    "mean_absolute_error",
-    "mean_absolute_percentage_error",
-    "mean_squared_error",
-    "mean_squared_logarithmic_error",
-    "poisson",
-    "reduce_weighted",
     "serialize",
-    "sparse_categorical_crossentropy",
-    "sparse_labels",
-    "squared_hinge",
-    "tversky",
     "unknown_id_error",
 ]
+__all__ += _loss.__all__
+__all__ += _regression.__all__
+__all__ += _crossentropy.__all__
+__all__ += _probabilistic.__all__
+__all__ += _hinge.__all__
+__all__ += _segmentation.__all__
+__all__ += _ctc.__all__
+__all__ += _metric_learning.__all__
 
-_CLASSES: list[type[Loss]] = [
-    BinaryCrossentropy,
-    BinaryFocalCrossentropy,
-    CTC,
-    CategoricalCrossentropy,
-    CategoricalFocalCrossentropy,
-    CategoricalGeneralizedCrossEntropy,
-    CategoricalHinge,
-    Circle,
-    CosineDistance,
-    CosineSimilarity,
-    Dice,
-    Hinge,
-    Huber,
-    KLDivergence,
-    LogCosh,
-    MeanAbsoluteError,
-    MeanAbsolutePercentageError,
-    MeanSquaredError,
-    MeanSquaredLogarithmicError,
-    Poisson,
-    SparseCategoricalCrossentropy,
-    SquaredHinge,
-    Tversky,
-]
-_FUNCTIONS: list[Callable[..., torch.Tensor]] = [
-    binary_crossentropy,
-    binary_focal_crossentropy,
-    categorical_crossentropy,
-    categorical_focal_crossentropy,
-    categorical_generalized_cross_entropy,
-    categorical_hinge,
-    circle,
-    cosine_distance,
-    cosine_similarity,
-    ctc,
-    dice,
-    hinge,
-    huber,
-    kl_divergence,
-    log_cosh,
-    mean_absolute_error,
-    mean_absolute_percentage_error,
-    mean_squared_error,
-    mean_squared_logarithmic_error,
-    poisson,
-    sparse_categorical_crossentropy,
-    squared_hinge,
-    tversky,
-]
+_CLASSES: list[type[Loss]] = sorted(
+    (
+        found
+        for family in _FAMILIES
+        for name in family.__all__
+        if isinstance(found := getattr(family, name), type) and issubclass(found, Loss)
+    ),
+    key=lambda cls: cls.__name__,
+)
+_FUNCTIONS: list[Callable[..., torch.Tensor]] = sorted(
+    (
+        found
+        for family in _FAMILIES
+        for name in family.__all__
+        if callable(found := getattr(family, name)) and not isinstance(found, type)
+    ),
+    key=lambda fn: fn.__name__,
+)
 _ALIASES = {
     "bce": binary_crossentropy,
     "BCE": binary_crossentropy,
