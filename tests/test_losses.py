@@ -587,3 +587,25 @@ def test_same_shape_loss_falls_back_to_the_public_function(monkeypatch):
     batch_means.same_shape_loss("mse_loss", "mean")(y_pred, y_true)
     batch_means.same_shape_loss("mse_loss", "sum")(y_pred, y_true)
     assert calls == ["mean", "sum"]
+
+
+def test_every_loss_a_family_lists_is_a_kfit_losses_name_and_an_id():
+    # A new loss is added to its family module's __all__ and nowhere else.
+    import importlib
+
+    for family_name in (
+        "regression",
+        "crossentropy",
+        "probabilistic",
+        "hinge",
+        "segmentation",
+        "ctc",
+        "metric_learning",
+    ):
+        family = importlib.import_module(f"kfit.losses.{family_name}")
+        for name in family.__all__:
+            found = getattr(family, name)
+            assert getattr(kl, name) is found, name
+            assert name in kl.__all__, name
+            if isinstance(found, type) or callable(found):
+                assert kl.ALL_OBJECTS_DICT[name] is found, name

@@ -892,3 +892,16 @@ def test_get_passes_metric_objects_and_functions_through():
 def test_get_rejects_non_callables_with_type_error():
     with pytest.raises(TypeError, match="float"):
         km.get(0.5)
+
+
+def test_every_metric_class_a_family_lists_is_a_kfit_metrics_name_and_an_id():
+    # A new metric is added to its family module's __all__; the registry finds it there.
+    from kfit.metrics import registry
+
+    for family in registry.FAMILIES:
+        for name in family.__all__:
+            found = getattr(family, name)
+            if isinstance(found, type) and issubclass(found, kfit.metrics.Metric):
+                assert getattr(kfit.metrics, name) is found, name
+                assert name in kfit.metrics.__all__, name
+                assert kfit.metrics.ALL_OBJECTS_DICT[name] is found, name

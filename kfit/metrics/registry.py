@@ -10,53 +10,25 @@ import torchmetrics
 
 from kfit import losses as _losses
 from kfit.metrics import accuracy as _accuracy
+from kfit.metrics import auc as _auc
+from kfit.metrics import confusion as _confusion
 from kfit.metrics import correlation as _correlation
-from kfit.metrics.accuracy import (
-    Accuracy,
-    BinaryAccuracy,
-    CategoricalAccuracy,
-    SparseCategoricalAccuracy,
-    SparseTopKCategoricalAccuracy,
-    TopKCategoricalAccuracy,
-)
-from kfit.metrics.auc import AUC
+from kfit.metrics import fbeta as _fbeta
+from kfit.metrics import fixed_rate as _fixed_rate
+from kfit.metrics import hinge_metrics as _hinge_metrics
+from kfit.metrics import iou as _iou
+from kfit.metrics import probabilistic as _probabilistic
+from kfit.metrics import regression as _regression
 from kfit.metrics.base import Metric
-from kfit.metrics.confusion import (
-    FalseNegatives,
-    FalsePositives,
-    Precision,
-    Recall,
-    TrueNegatives,
-    TruePositives,
-)
-from kfit.metrics.correlation import ConcordanceCorrelation, PearsonCorrelation
-from kfit.metrics.fbeta import F1Score, FBetaScore
-from kfit.metrics.fixed_rate import (
-    PrecisionAtRecall,
-    RecallAtPrecision,
-    SensitivityAtSpecificity,
-    SpecificityAtSensitivity,
-)
-from kfit.metrics.hinge_metrics import CategoricalHinge, Hinge, SquaredHinge
-from kfit.metrics.iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from kfit.metrics.probabilistic import (
     BinaryCrossentropy,
-    CategoricalCrossentropy,
-    KLDivergence,
-    Poisson,
-    SparseCategoricalCrossentropy,
 )
 from kfit.metrics.reduction import Mean, MeanMetricWrapper, Sum
 from kfit.metrics.regression import (
-    CosineDistance,
-    CosineSimilarity,
-    LogCoshError,
     MeanAbsoluteError,
     MeanAbsolutePercentageError,
     MeanSquaredError,
     MeanSquaredLogarithmicError,
-    R2Score,
-    RootMeanSquaredError,
 )
 from kfit.registry import snake_case, unknown_id_error
 
@@ -69,51 +41,29 @@ __all__ = [
     "serialize",
 ]
 
-_CLASSES: list[type[Metric]] = [
-    AUC,
-    Accuracy,
-    BinaryAccuracy,
-    BinaryCrossentropy,
-    BinaryIoU,
-    CategoricalAccuracy,
-    CategoricalCrossentropy,
-    CategoricalHinge,
-    ConcordanceCorrelation,
-    CosineDistance,
-    CosineSimilarity,
-    F1Score,
-    FBetaScore,
-    FalseNegatives,
-    FalsePositives,
-    Hinge,
-    IoU,
-    KLDivergence,
-    LogCoshError,
-    MeanAbsoluteError,
-    MeanAbsolutePercentageError,
-    MeanIoU,
-    MeanSquaredError,
-    MeanSquaredLogarithmicError,
-    OneHotIoU,
-    OneHotMeanIoU,
-    PearsonCorrelation,
-    Poisson,
-    Precision,
-    PrecisionAtRecall,
-    R2Score,
-    Recall,
-    RecallAtPrecision,
-    RootMeanSquaredError,
-    SensitivityAtSpecificity,
-    SparseCategoricalAccuracy,
-    SparseCategoricalCrossentropy,
-    SparseTopKCategoricalAccuracy,
-    SpecificityAtSensitivity,
-    SquaredHinge,
-    TopKCategoricalAccuracy,
-    TrueNegatives,
-    TruePositives,
-]
+#: The family modules: every metric class a family lists in its `__all__` is an id.
+FAMILIES = (
+    _accuracy,
+    _auc,
+    _confusion,
+    _correlation,
+    _fbeta,
+    _fixed_rate,
+    _hinge_metrics,
+    _iou,
+    _probabilistic,
+    _regression,
+)
+
+_CLASSES: list[type[Metric]] = sorted(
+    (
+        found
+        for family in FAMILIES
+        for name in family.__all__
+        if isinstance(found := getattr(family, name), type) and issubclass(found, Metric)
+    ),
+    key=lambda cls: cls.__name__,
+)
 
 #: Every string id `compile(metrics=[...])` accepts: class names, their snake_case forms and
 #: Keras's aliases. `'accuracy'`/`'acc'` are settled from the data's shapes by compile.
