@@ -15,13 +15,14 @@ from typing import Any
 import torch
 
 
-def _unwrap(value: Any) -> Any:
+def unwrap(value: Any) -> Any:
+    """`value` with every `MetricVariable` in it (lists, tuples, dicts opened) as its tensor."""
     if isinstance(value, MetricVariable):
         return value.value
     if isinstance(value, list | tuple):
-        return type(value)(_unwrap(v) for v in value)
+        return type(value)(unwrap(v) for v in value)
     if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items()}
+        return {k: unwrap(v) for k, v in value.items()}
     return value
 
 
@@ -58,7 +59,7 @@ class MetricVariable:
 
     def _as_state(self, value: Any) -> torch.Tensor:
         state = self.value
-        return torch.as_tensor(_unwrap(value), device=state.device).to(state.dtype)
+        return torch.as_tensor(unwrap(value), device=state.device).to(state.dtype)
 
     def assign(self, value: Any) -> MetricVariable:
         """Sets the state to `value` (broadcast to its shape), in place."""
@@ -102,7 +103,7 @@ class MetricVariable:
         return abs(self.value)
 
     def __getitem__(self, index: Any) -> torch.Tensor:
-        return self.value[_unwrap(index)]
+        return self.value[unwrap(index)]
 
     def __len__(self) -> int:
         return len(self.value)
@@ -112,7 +113,7 @@ class MetricVariable:
 
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        return func(*_unwrap(args), **_unwrap(kwargs or {}))
+        return func(*unwrap(args), **unwrap(kwargs or {}))
 
     def __getattr__(self, name: str) -> Any:
         # Tensor methods (`.sum()`, `.float()`, ...) on the state; `_metric`/`name` are set.
@@ -123,8 +124,8 @@ class MetricVariable:
 
 def _binary(op: Any, reflected: bool = False) -> Any:
     if reflected:
-        return lambda self, other: op(_unwrap(other), self.value)
-    return lambda self, other: op(self.value, _unwrap(other))
+        return lambda self, other: op(unwrap(other), self.value)
+    return lambda self, other: op(self.value, unwrap(other))
 
 
 for _name, _op in {

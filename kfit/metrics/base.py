@@ -24,7 +24,7 @@ from kfit.internals import (
     state_defaults,
 )
 from kfit.registry import snake_case
-from kfit.variables import MetricVariable, _unwrap
+from kfit.variables import MetricVariable, unwrap
 
 __all__ = [
     "Accumulator",
@@ -351,7 +351,7 @@ def _keras_update_state(self: Metric, *args: Any, **kwargs: Any) -> None:
 
 
 def _keras_compute(self: Metric) -> Any:
-    return _unwrap(self._keras_result())
+    return unwrap(self._keras_result())
 
 
 def squeeze_or_expand_to_same_rank(
