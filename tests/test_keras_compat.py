@@ -85,7 +85,7 @@ TASKS = {
 SGD_TOLERANCE = {"rtol": 1e-4, "atol": 1e-6}
 # kfit runs RMSprop and Adam on torch.optim, which adds epsilon outside the square root
 # (RMSprop) or to the bias-corrected root (Adam), where Keras puts it inside the root (RMSprop)
-# or uses "epsilon hat" (Adam); kfit/optimizers.py documents this. With Keras's epsilon 1e-7
+# or uses "epsilon hat" (Adam); kfit/optimizers/ documents this. With Keras's epsilon 1e-7
 # inside the root, RMSprop's updates differ noticeably wherever a gradient is below ~1e-3, and
 # the difference compounds: History agrees to ~1e-4 relative and outputs to ~1e-3.
 ADAPTIVE_TOLERANCE = {"rtol": 1e-3, "atol": 1e-4}
