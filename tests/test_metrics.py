@@ -605,7 +605,7 @@ def test_unweighted_step_update_equals_update(metric_class, kind):
             stepped._update_unweighted(_torch(y_pred), _torch(y_true), None)
         updated.update(_torch(y_pred), _torch(y_true))
         torch.testing.assert_close(stepped.compute(), updated.compute())  # not a stale cache
-    assert stepped._update_count == updated._update_count == 2
+    assert stepped.update_count == updated.update_count == 2
 
 
 def test_a_wrapper_subclass_overriding_update_keeps_its_update_in_fit():
@@ -646,7 +646,7 @@ def test_reset_gives_fresh_zero_states_and_forgets_counts():
     assert held.item() == 4.0  # not zeroed in place: torchmetrics' forward relies on it
     assert metric.total.item() == 0.0
     assert metric.count.item() == 0.0
-    assert metric._update_count == 0
+    assert metric.update_count == 0
     assert metric._host_count == 0
     metric.update(torch.tensor([5.0]))
     assert metric.compute().item() == 5.0

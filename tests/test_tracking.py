@@ -54,6 +54,6 @@ def test_metrics_lists_every_accumulator_and_reset_clears_them():
     model.extra.update(torch.tensor([2.0]))
     assert set(model.metric_values()) == {"loss", "mae", "extra"}
     model.reset_metrics()
-    assert all(m._update_count == 0 for m in model.metrics)
+    assert all(m.update_count == 0 for m in model.metrics)
     with pytest.warns(UserWarning, match="before the ``update``"):  # torchmetrics' warning
         assert set(model.metric_values()) == {"mae"}  # compiled metrics are always listed
