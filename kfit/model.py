@@ -18,7 +18,6 @@ from kfit import optimizers as optimizers_module
 from kfit import summary as summary_module
 from kfit.callbacks import state as callback_state
 from kfit.callbacks.callback import Callback
-from kfit.callbacks.diagnosis import Diagnostic
 from kfit.callbacks.history import History
 from kfit.compiled import config as compile_config
 from kfit.compiled import loss_terms
@@ -395,19 +394,7 @@ class Model(Trainer, nn.Module):
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "compile": saved_config,
             "epochs_completed": self.epochs_completed,
-            "history": None
-            if history is None
-            else {
-                "history": history.history,
-                "epoch": history.epoch,
-                "key_epochs": history._key_epochs,  # which epochs each key was logged at
-                "diagnostics": [note.as_dict() for note in history.diagnostics],
-                "params": {
-                    k: v
-                    for k, v in history.params.items()
-                    if isinstance(v, int | float | str | type(None))
-                },
-            },
+            "history": None if history is None else history.saved_state(),
             "rng": saving.rng_state(),
             "grad_scaler": None if scaler is None else scaler.state_dict(),
         }
@@ -476,12 +463,7 @@ class Model(Trainer, nn.Module):
             optimizer.load_state_dict(saved_optimizer)
         self.epochs_completed = int(state["epochs_completed"])
         if state["history"] is not None:
-            history = History()
-            history.history = state["history"]["history"]
-            history.epoch = state["history"]["epoch"]
-            history.params = state["history"]["params"]
-            history._key_epochs = state["history"].get("key_epochs", {})
-            history.diagnostics = [Diagnostic(**d) for d in state["history"].get("diagnostics", [])]
+            history = History.from_saved_state(state["history"])
             history.set_model(self)
             self.history = history
         scaler = compiled.precision.scaler if compiled is not None else None

@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kfit.callbacks.callback import Callback
+from kfit.callbacks.diagnosis import Diagnostic
 from kfit.progress import format_value
 
 if TYPE_CHECKING:
     import pandas
     from matplotlib.axes import Axes
-
-    from kfit.callbacks.diagnosis import Diagnostic
 
 _VAL = "val_"
 
@@ -72,6 +71,36 @@ class History(Callback):
             if len(epochs) == len(self.history.get(key, ()))
         }
         self.diagnostics = list(earlier.diagnostics)
+
+    def saved_state(self) -> dict[str, Any]:
+        """This History as plain values, for `Model.save` (a kfit addition).
+
+        Returns:
+            `history`, `epoch`, `key_epochs` (which epochs each key was logged at),
+            `diagnostics` (as dicts) and the plain-valued `params`.
+        """
+        return {
+            "history": self.history,
+            "epoch": self.epoch,
+            "key_epochs": self._key_epochs,
+            "diagnostics": [note.as_dict() for note in self.diagnostics],
+            "params": {
+                k: v
+                for k, v in self.params.items()
+                if isinstance(v, int | float | str | type(None))
+            },
+        }
+
+    @classmethod
+    def from_saved_state(cls, state: dict[str, Any]) -> History:
+        """The History `saved_state` described (files from before `key_epochs` load too)."""
+        history = cls()
+        history.history = state["history"]
+        history.epoch = state["epoch"]
+        history.params = state["params"]
+        history._key_epochs = state.get("key_epochs", {})
+        history.diagnostics = [Diagnostic(**note) for note in state.get("diagnostics", [])]
+        return history
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch.append(epoch)
