@@ -28,6 +28,13 @@ Wrapped, from **torch** (checked against 2.13, the floor `setup.cfg` allows bein
 - `torch._C._nn.mse_loss` / `l1_loss`, the ATen ops' Python bindings (`aten_loss`). The
   public `torch.ops.aten.<name>.default` calls the same kernel but adds ~1 µs of Python per
   call, and `torch.nn.functional`'s versions broadcast first (~8 µs more).
+
+Wrapped, from **scikit-learn** (an optional dependency, imported on first use; checked
+against 1.6 and the version the test extra installs):
+
+- `sklearn.utils.validation._check_sample_weight` (`check_sample_weight`): scikit-learn's own
+  validation of `fit(sample_weight=...)`, which its estimator checks expect; it has no public
+  equivalent.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "aten_loss",
     "cache_result",
+    "check_sample_weight",
     "cached_result",
     "mark_updated",
     "reset_bookkeeping",
@@ -174,3 +182,16 @@ def aten_loss(
         return None
     enum = _ATEN_REDUCTIONS[reduction]
     return lambda input, target: op(input, target, enum)
+
+
+# ------------------------------------------------------------------------------ scikit-learn
+
+
+def check_sample_weight(sample_weight: Any, X: Any, **options: Any) -> Any:
+    """scikit-learn's `_check_sample_weight(sample_weight, X, **options)`: validated weights.
+
+    Imports scikit-learn on first use (kfit's wrappers need it; `import kfit` does not).
+    """
+    from sklearn.utils.validation import _check_sample_weight
+
+    return _check_sample_weight(sample_weight, X, **options)

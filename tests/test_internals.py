@@ -11,6 +11,7 @@ import copy
 import pickle
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from kfit.internals import (
     aten_loss,
     cache_result,
     cached_result,
+    check_sample_weight,
     mark_updated,
     reset_bookkeeping,
     set_update_count,
@@ -306,3 +308,17 @@ def test_aten_loss_is_the_public_function(name, reduction):
 
 def test_aten_loss_is_none_for_an_unknown_op():
     assert aten_loss("no_such_loss", "mean") is None
+
+
+# ------------------------------------------------- sklearn.utils.validation._check_sample_weight
+
+
+def test_check_sample_weight_is_scikit_learns_validation():
+    pytest.importorskip("sklearn")
+    x = np.zeros((3, 2))
+    weights = check_sample_weight(None, x, dtype=np.float64, ensure_non_negative=True)
+    assert weights.tolist() == [1.0, 1.0, 1.0], (
+        "scikit-learn changed _check_sample_weight: update kfit/internals.py"
+    )
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        check_sample_weight(np.array([1.0, -1.0, 1.0]), x, ensure_non_negative=True)
