@@ -170,6 +170,11 @@ class IterableData:
         """This process's consecutive part of a DataLoader kfit can split; else as given."""
         return self._for_process(False, 0, processes)
 
+    def _with_my_checks(self, part: IterableData) -> IterableData:
+        """`part` checking each batch's class ids as this source does (`check_targets_with`)."""
+        part.check_targets = self.check_targets
+        return part
+
     def _for_process(self, training: bool, seed: int, processes: Processes) -> IterableData:
         source = self.source
         if isinstance(source, DataLoader) and default_sampling(source):
@@ -185,14 +190,18 @@ class IterableData:
                 rank=processes.rank,
                 world=processes.world,
             )
-            return ShardedLoader(
-                rebuilt_loader(source, sampler),
-                None if training else sampler.counts,
-                self.float_dtype,
-                self.given,
+            return self._with_my_checks(
+                ShardedLoader(
+                    rebuilt_loader(source, sampler),
+                    None if training else sampler.counts,
+                    self.float_dtype,
+                    self.given,
+                )
             )
         if isinstance(source, DataLoader) and isinstance(source.sampler, DistributedSampler):
-            return EpochedLoader(source, self.float_dtype, self.given) if training else self
+            if not training:
+                return self
+            return self._with_my_checks(EpochedLoader(source, self.float_dtype, self.given))
         warnings.warn(
             f"kfit cannot split a {type(source).__name__} among the {processes.world} processes: "
             "each uses all of it as given. Pass arrays, a map-style Dataset or a DataLoader with "

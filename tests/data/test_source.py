@@ -235,3 +235,30 @@ def test_sources_kfit_cannot_split_are_used_as_given(kind):
     source = kind.make()
     with pytest.warns(UserWarning, match="kfit cannot split"):
         assert source.for_training_process(7, _processes(0, [])) is source
+
+
+@pytest.mark.parametrize("kind", SPLITTABLE, ids=[kind.name for kind in SPLITTABLE])
+def test_a_process_part_checks_class_ids_as_its_source_does(kind):
+    # Under torchrun `fit` sets the class-id check before splitting a streamed source; each
+    # process's part must keep it (it was dropped before: bad ids reached the loss unchecked).
+    checked: list[int] = []
+    source = kind.make()
+    if source.in_memory:
+        pytest.skip("in-memory targets are checked at once, before splitting")
+    source.check_targets_with(lambda y, offset: checked.append(offset))
+    part = source.for_training_process(7, _processes(0, []))
+    list(part.batches(BATCH, True, CPU))
+    assert checked, "the process's part did not check its batches' targets"
+
+
+def test_a_distributed_sampler_loader_keeps_the_class_id_check():
+    from torch.utils.data.distributed import DistributedSampler
+
+    dataset = TensorDataset(torch.randn(8, 2), torch.arange(8) % 2)
+    loader = DataLoader(dataset, batch_size=2, sampler=DistributedSampler(dataset, 2, 0))
+    source = make_data(loader, None, None, torch.float32, batch_size=2, shuffle=True)
+    checked: list[int] = []
+    source.check_targets_with(lambda y, offset: checked.append(offset))
+    part = source.for_training_process(7, _processes(0, []))
+    list(part.batches(2, True, CPU))
+    assert checked, "the process's part did not check its batches' targets"
