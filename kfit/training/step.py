@@ -107,9 +107,7 @@ class Step(MetricTracking):
             return jit.forward(self, x)
         if self._loss_terms.pending:  # tensors `add_loss` got in a forward nobody used
             self._loss_terms.pending.clear()
-        if (
-            state is not None and state.channels_last
-        ):  # 4-d inputs in the layout the model's weights use
+        if state is not None and state.channels_last:  # 4-d inputs as the weights are laid out
             x = data_module.map_tree(_to_channels_last, x)
         model: Any = self
         ddp_forward = self.ddp_forward
